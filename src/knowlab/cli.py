@@ -1,0 +1,136 @@
+"""The `knowlab` command line.
+
+Every subcommand takes `--config FILE` (YAML) and trailing `key=value` overrides with dot-keys,
+and prints bad input as one line (`knowlab: error: ...`) with exit status 2, never a traceback.
+Handlers import their stage lazily so `knowlab --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from knowlab.errors import KnowlabError
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other bad input
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    from knowlab.config import parse_overrides
+
+    return parse_overrides(list(getattr(args, "overrides", []) or []))
+
+
+# ---- data ------------------------------------------------------------------------------------
+
+def _data_generate(args: argparse.Namespace) -> int:
+    from knowlab.config import load, preset_path
+    from knowlab.data.config import DataConfig
+    from knowlab.data.dataset import write_dataset
+
+    path = args.config or (preset_path("data", args.preset) if args.preset else None)
+    flags = {k: v for k, v in {
+        "people": args.people, "variant": args.variant, "seed": args.seed,
+        "train_fraction": args.train_fraction, "celebrities": args.celebrities,
+        "celebrity_variant": args.celebrity_variant, "tokenizer": args.tokenizer,
+        "vocab_size": args.vocab_size, "pronouns": args.pronouns,
+        "per_exposure": args.per_exposure or None,
+    }.items() if v is not None}
+    cfg = load(DataConfig, path, {**flags, **_overrides(args)})
+    manifest = write_dataset(cfg, args.out, overwrite=args.overwrite, show_progress=True)
+    c = manifest["counts"]
+    print(f"wrote {args.out}: {c['people']:,} people ({c['p_train']:,} P_train, {c['p_test']:,} P_test), "
+          f"{c['bios']:,} bios, {c['qa']:,} QAs, vocabulary {c['vocab_size']:,}")
+    return 0
+
+
+def _data_show(args: argparse.Namespace) -> int:
+    from knowlab.data.show import show
+
+    print(show(args.dir, examples=args.examples))
+    return 0
+
+
+def _export_jsonl(args: argparse.Namespace) -> int:
+    from knowlab.data.export import export_jsonl
+
+    for path in export_jsonl(args.data, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="knowlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="generate and inspect datasets").add_subparsers(dest="action", required=True, parser_class=_Parser)
+    gen = data.add_parser("generate", help="generate a bioS dataset folder (Parquet + tokenizer + card)")
+    gen.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+    gen.add_argument("--preset", help="a data preset from configs/data (tiny, gpu-quick, paper)")
+    gen.add_argument("--config", help="a YAML file of DataConfig keys")
+    gen.add_argument("--people", type=int, help="number of people N (default 100000)")
+    gen.add_argument("--variant", help="augmentation spec, e.g. single or multi5+permute+fullname")
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--train-fraction", type=float, help="p: fraction of people in P_train (default 0.5)")
+    gen.add_argument("--celebrities", type=int, help="size of an extra celebrity group (Result 6)")
+    gen.add_argument("--celebrity-variant", help="augmentation spec of the celebrities")
+    gen.add_argument("--pronouns", help="he-she (default) or he-she-they")
+    gen.add_argument("--per-exposure", action="store_true", help="pretraining draws a fresh bio per exposure (bioS(N))")
+    gen.add_argument("--tokenizer", help="use this local HF tokenizer folder instead of training BPE")
+    gen.add_argument("--vocab-size", type=int)
+    gen.add_argument("--overwrite", action="store_true")
+    gen.add_argument("overrides", nargs="*", help="key=value overrides of DataConfig")
+    gen.set_defaults(func=_data_generate)
+
+    show = data.add_parser("show", help="counts and a few rendered examples of a dataset folder")
+    show.add_argument("dir")
+    show.add_argument("--examples", type=int, default=3)
+    show.set_defaults(func=_data_show)
+
+    export = sub.add_parser("export", help="export datasets and tasks for outside tools").add_subparsers(dest="action", required=True, parser_class=_Parser)
+    jl = export.add_parser("jsonl", help="write bios/qa/people as JSONL next to the Parquet files")
+    jl.add_argument("--data", required=True)
+    jl.add_argument("--out", required=True)
+    jl.set_defaults(func=_export_jsonl)
+
+    for register in _extra_commands():
+        register(sub, export)
+    return parser
+
+
+def _extra_commands() -> list[Callable]:
+    """Stages register their own subcommands here (train, eval, probe, study, augment)."""
+    registered = []
+    for module in ("knowlab.train.cli", "knowlab.eval.cli", "knowlab.probe.cli",
+                   "knowlab.study.cli", "knowlab.augment.cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        registered.append(mod.register)
+    return registered
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KnowlabError as exc:
+        print(f"knowlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("knowlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The data layer: people, templates, augmentations, QA, tokenizer, dataset folders."""

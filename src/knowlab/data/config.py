@@ -1,0 +1,42 @@
+"""The data config: everything that decides a generated dataset folder, byte for byte."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from knowlab.data.spec import parse_spec
+from knowlab.errors import KnowlabError
+
+
+@dataclass
+class DataConfig:
+    people: int = 100_000  # N; with celebrities > 0 these are the minority group
+    variant: str = "single"  # augmentation spec of the (minority) bios, e.g. multi5+permute+fullname
+    seed: int = 0
+    train_fraction: float = 0.5  # p: share of people whose QAs train (P_train); the rest test
+    pronouns: Literal["he-she", "he-she-they"] = "he-she"
+    # Result 6: an extra group of celebrities with distinct names and their own spec. Their QAs
+    # are the training QAs; the minority's QAs are split by minority_train_fraction.
+    celebrities: int = 0
+    celebrity_variant: str = "multi5+permute"
+    minority_train_fraction: float = 0.0
+    # Part 3.3's bioS(N): pretraining draws a fresh entry (templates and order) per exposure.
+    # bios.parquet still holds the spec's entries, used for evaluation.
+    per_exposure: bool = False
+    tokenizer: str | None = None  # a local HF tokenizer folder; None trains byte-level BPE
+    vocab_size: int = 4096
+    tokenizer_train_texts: int = 200_000  # bios sampled to train the BPE (all QAs' names are in them)
+
+    def validate(self) -> None:
+        if self.people < 1:
+            raise KnowlabError(f"people must be at least 1, got {self.people}")
+        if self.celebrities < 0:
+            raise KnowlabError(f"celebrities must be 0 or more, got {self.celebrities}")
+        for key in ("train_fraction", "minority_train_fraction"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise KnowlabError(f"{key} must be within [0, 1], got {value}")
+        parse_spec(self.variant)
+        if self.celebrities:
+            parse_spec(self.celebrity_variant)
