@@ -72,7 +72,7 @@ def generate(cfg: DataConfig, show_progress: bool = False) -> Generated:
     for spec_text, members, group_rng in groups:
         spec = parse_spec(spec_text)
         it = generate_entries(members, spec, group_rng, Renderer("fr" if spec.french else "en"))
-        entries.extend(progress(it, total=len(members) * spec.entries, desc=f"bios {spec.name}", disable=not show_progress))
+        entries.extend(progress(it, total=len(members) * spec.entries, desc=f"bios {spec.name}", disable=None if show_progress else True))
     qa = [item for p in people for item in qa_items(p)]
     return Generated(people, entries, qa)
 
