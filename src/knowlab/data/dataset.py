@@ -118,7 +118,8 @@ def _bios_table(entries: list[Entry], people_by_id: dict[int, Person], tok) -> p
 
 def _qa_table(qa: list[QAItem], people_by_id: dict[int, Person], tok) -> pa.Table:
     texts = [q.text for q in qa]
-    ids, tok_spans = encode_spans(tok, texts, [[(q.answer_start, len(q.text) - 1)] for q in qa])
+    # The answer span starts at the space after "Answer:", so the prompt's tokens are a prefix.
+    ids, tok_spans = encode_spans(tok, texts, [[(q.answer_start - 1, len(q.text) - 1)] for q in qa])
     return pa.table({
         "person_id": pa.array([q.person_id for q in qa], pa.int32()),
         "attribute": [q.attribute for q in qa],
