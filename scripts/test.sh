@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what it needs, then runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KNOWLAB_EXTRAS="test,lmeval" bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,255 @@
+"""The study report: report.md, a self-contained report.html, results.csv and figures/.
+
+Every table puts knowlab's number next to the paper's; where an effect does not appear at the
+study's scale the report says so next to the paper's number instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from knowlab.data.schema import ATTRIBUTES, SHORT
+from knowlab.io import write_bytes_atomic, write_text_atomic
+from knowlab.report import paper
+from knowlab.report.collect import StudyRuns, by_variant, eval_rows, pick
+from knowlab.report.html import markdown_to_html
+
+COLS = ("mean", *ATTRIBUTES)
+
+
+def _pct(cell) -> str:
+    if cell is None:
+        return "-"
+    if isinstance(cell, tuple):
+        m, s, n = cell
+        if math.isnan(m):
+            return "-"
+        return f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if n > 1 else "")
+    return f"{cell:.1f}" if isinstance(cell, (int, float)) else str(cell)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _mean_of(cells: dict | None, key: str = "mean") -> float | None:
+    if not cells or key not in cells:
+        return None
+    m = cells[key][0]
+    return None if math.isnan(m) else 100 * m
+
+
+class Report:
+    def __init__(self, root: Path):
+        self.runs = StudyRuns.load(root)
+        self.root = Path(root)
+        self.figs = self.root / "figures"
+        self.md: list[str] = []
+        self.csv_rows: list[dict] = []
+
+    def fig(self, fig, name: str) -> str:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        write_bytes_atomic(self.figs / name, buf.getvalue())
+        return f"figures/{name}"
+
+    # ---- sections -------------------------------------------------------------------------
+    def augmentation(self) -> None:
+        rows = eval_rows(self.runs, "augmentation")
+        if not rows:
+            return
+        self.csv_rows += rows
+        bio_rows = eval_rows(self.runs, "augmentation-pretrained")
+        self.csv_rows += bio_rows
+        qa = by_variant(rows, "test", "exact")
+        bio = by_variant(bio_rows, "test", "bio_first_token")
+        head = ["variant", "source", "BIO mem", *[SHORT.get(c, c) for c in COLS]]
+        table = []
+        for name, cells in qa.items():
+            table.append([f"`{name}`", "knowlab", _pct(bio.get(name, {}).get("mean")), *[_pct(cells.get(c)) for c in COLS]])
+            ref = paper.figure3_row(name)
+            if ref:
+                table.append(["", "paper", ">99", *[_pct(ref[c]) for c in COLS]])
+        self.md += ["## Results 2-3: knowledge augmentation (Figure 3)",
+                    "Pretrain on bios, finetune on the QAs of P_train, score whole-answer exact match on "
+                    "P_test (%). BIO mem = first-token accuracy on attribute values inside the bios of P_test "
+                    "people, measured on the pretrained model before finetuning. Mean ± std over seeds "
+                    "where several ran.", "", _table(head, table), ""]
+        self.md += [f"Paper scale: {paper.PAPER_SCALE}.", ""]
+        self.md.append(self._bar_chart(qa))
+
+    def _bar_chart(self, qa: dict) -> str:
+        from matplotlib.figure import Figure
+
+        names = list(qa)
+        fig = Figure(figsize=(1.6 + 1.4 * len(names), 3.2), layout="constrained")
+        ax = fig.add_subplot()
+        ours = [_mean_of(qa[n]) or 0 for n in names]
+        theirs = [(paper.figure3_row(n) or {}).get("mean") or 0 for n in names]
+        x = range(len(names))
+        ax.bar([i - 0.2 for i in x], ours, width=0.4, label="knowlab")
+        ax.bar([i + 0.2 for i in x], theirs, width=0.4, label="paper", alpha=0.6)
+        ax.set_xticks(list(x), names, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("QA P_test exact match (%)")
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=8)
+        return f"![QA test accuracy by variant]({self.fig(fig, 'augmentation.png')})\n"
+
+    def mixed(self) -> None:
+        rows = eval_rows(self.runs, "mixed")
+        if not rows:
+            return
+        self.csv_rows += rows
+        qa = by_variant(rows, "test", "exact")
+        train = by_variant(rows, "train", "exact")
+        bio = by_variant(rows, "test", "bio_first_token")
+        table = [[f"`{n}`", _pct(bio.get(n, {}).get("mean")), _pct(train.get(n, {}).get("mean")),
+                  *[_pct(c.get(k)) for k in COLS]] for n, c in qa.items()]
+        ours = max((_mean_of(c) or 0) for c in qa.values())
+        verdict = ("reproduces" if ours >= 50 else "does **not** reproduce at this scale")
+        self.md += ["## Result 1: mixed training (Figure 1)",
+                    "Bios of everyone plus QAs of P_train in one pretraining (each window all bios or all QA), "
+                    "no finetuning; QA exact match (%).", "",
+                    _table(["run", "BIO mem", "QA P_train", *[f"P_test {SHORT.get(c, c)}" for c in COLS]], table), "",
+                    f"Paper: {paper.MIXED_SINGLE}% on P_test ({paper.PAPER_SCALE}). This run {verdict} "
+                    f"the paper's generalisation (best P_test mean {ours:.1f}%).", ""]
+        for run in self.runs.runs(kind="pretrain"):
+            if "mixed" in run["name"] or "scaling" in run["name"]:
+                curve = self._curves(run)
+                if curve:
+                    self.md.append(curve)
+
+    def _curves(self, run: dict) -> str | None:
+        from matplotlib.figure import Figure
+
+        points = [m for m in self.runs.metrics(run) if any(k.startswith(("eval/", "qa_", "bio_")) for k in m)]
+        if not points:
+            return None
+        keys = sorted({k for m in points for k in m if k.startswith(("eval/", "qa_", "bio_"))})
+        fig = Figure(figsize=(6, 3.2), layout="constrained")
+        ax = fig.add_subplot()
+        for key in keys:
+            xs = [m["step"] for m in points if key in m]
+            ys = [100 * m[key] for m in points if key in m]
+            ax.plot(xs, ys, marker=".", label=key.replace("eval/", ""))
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=7)
+        ax.set_title(run["name"], fontsize=9)
+        safe = run["name"].replace("+", "_")
+        return f"![learning curves of {run['name']}]({self.fig(fig, f'curves-{safe}.png')})\n"
+
+    def probing(self) -> None:
+        from knowlab.probe.plots import plot_p_probes, plot_q_probe
+
+        p_runs = self.runs.runs(study="probing-p")
+        q_runs = self.runs.runs(study="probing-q")
+        if not p_runs and not q_runs:
+            return
+        self.md += ["## Results 4-5: where knowledge is stored (P- and Q-probing)"]
+        p_results = {r["name"]: self.runs.read_json(r, "p_probe.json") for r in p_runs}
+        if p_results:
+            self.md += ["P-probing: a linear probe on the frozen model's last layer at the six special "
+                        "positions of a bio (the token before each attribute, in text order) predicts each "
+                        "attribute. Held-out people, accuracy (%); `baseline` is the majority class.", "",
+                        f"![P-probing]({self.fig(plot_p_probes(p_results), 'p_probe.png')})", ""]
+            head = ["model", "task", *[f"pos {i + 1}" for i in range(6)], "baseline"]
+            table = []
+            for name, res in p_results.items():
+                for task in res["tasks"]:
+                    table.append([f"`{name}`", task, *[f"{100 * v:.1f}" for v in res["accuracy"][task]],
+                                  f"{100 * res['baseline'][task]:.1f}"])
+                    for pos, v in enumerate(res["accuracy"][task]):
+                        self.csv_rows.append({"study": "probing-p", "name": name, "metric": f"p_probe_pos{pos + 1}",
+                                              "attribute": task, "value": v, "split": "test"})
+            self.md += ["<details><summary>P-probing numbers</summary>", "", _table(head, table), "", "</details>", ""]
+        q_results = {r["name"]: self.runs.read_json(r, "q_probe.json") for r in q_runs}
+        if q_results:
+            self.md += ["Q-probing: the same kind of probe reads the hidden state at the end of the bare "
+                        "name `<EOS> full name <|name_end|>`. Paper's Figure 7 numbers (first-token tasks) "
+                        "alongside.", "",
+                        f"![Q-probing]({self.fig(plot_q_probe(q_results), 'q_probe.png')})", ""]
+            tasks = next(iter(q_results.values()))["tasks"]
+            table = []
+            for name, res in q_results.items():
+                table.append([f"`{name}`", "knowlab", *[f"{100 * res['accuracy'][t]:.1f}" for t in tasks]])
+                for t in tasks:
+                    self.csv_rows.append({"study": "probing-q", "name": name, "metric": "q_probe",
+                                          "attribute": t, "value": res["accuracy"][t], "split": "test"})
+                ref = paper.FIGURE7_Q.get(name.rsplit("-s", 1)[0])
+                if ref:
+                    first = [t for t in tasks if t.endswith(("first", "month"))]
+                    table.append(["", "paper (first token)", *[
+                        f"{ref[first.index(t)]:.1f}" if t in first and first.index(t) < len(ref) else "" for t in tasks]])
+            self.md += [_table(["model", "source", *tasks], table), ""]
+
+    def celebrity(self) -> None:
+        rows = eval_rows(self.runs, "celebrity") + eval_rows(self.runs, "celebrity-alone")
+        if not rows:
+            return
+        self.csv_rows += rows
+        table = []
+        for study, label in (("celebrity-alone", "minority alone"), ("celebrity", "with celebrities")):
+            qa = by_variant(pick(rows, study=study), "test", "exact")
+            for name, cells in qa.items():
+                table.append([label, f"`{name}`", *[_pct(cells.get(c)) for c in COLS], _pct(paper.CELEBRITY[label])])
+        self.md += ["## Result 6: celebrities help the minority (Figure 8)",
+                    "Minority bios as `single+permute1`; celebrities as `multi5+permute` with distinct names. "
+                    "With celebrities, QA finetuning uses the celebrities only and the minority is tested; "
+                    "alone, the minority's P_train QAs finetune and P_test is tested. QA exact match (%).", "",
+                    _table(["setting", "data", *[SHORT.get(c, c) for c in COLS], "paper mean"], table), ""]
+
+    def scaling(self) -> None:
+        rows = eval_rows(self.runs, "mixed-scaling")
+        if not rows:
+            return
+        self.csv_rows += rows
+        table = []
+        for point in dict.fromkeys(r["point"] for r in rows):
+            sub = pick(rows, point=point)
+            qa = by_variant(sub, "test", "exact")
+            train = by_variant(sub, "train", "exact")
+            for name, cells in qa.items():
+                table.append([point, _pct(train.get(name, {}).get("mean")), *[_pct(cells.get(c)) for c in COLS]])
+        self.md += ["## Mixed training at scale: what does it take?",
+                    f"Mixed training varied over people, QA ratio, model size and budget. The paper reports "
+                    f"{paper.MIXED_SINGLE}% at {paper.PAPER_SCALE}.", "",
+                    _table(["point", "QA P_train", *[f"P_test {SHORT.get(c, c)}" for c in COLS]], table), ""]
+
+    def appendix(self) -> None:
+        plan = self.runs.plan
+        lines = ["## Runs and configs", f"Command: `{plan.get('command', '')}`", "",
+                 f"Machine: {plan.get('machine', {})}", "", f"Code version: {plan.get('code_version', '')}", "",
+                 "<details><summary>Every run and its resolved settings</summary>", ""]
+        for run in plan["runs"]:
+            lines.append(f"- `{run['kind']}` **{run['name']}** (`{run['output']}`): `knowlab {' '.join(run['argv'])}`")
+        lines += ["", "</details>", ""]
+        self.md += lines
+
+    def build(self) -> Path:
+        plan = self.runs.plan
+        self.md += [f"# knowlab study: {plan['study']} (preset `{plan['preset']}`)", "",
+                    f"Seeds {plan['seeds']}; finished {plan.get('finished', 'not yet')}. Every number below was "
+                    f"produced by the command and machine in the last section.", ""]
+        for section in (self.augmentation, self.mixed, self.probing, self.celebrity, self.scaling, self.appendix):
+            section()
+        text = "\n".join(self.md)
+        write_text_atomic(self.root / "report.md", text)
+        write_text_atomic(self.root / "report.html", markdown_to_html(text, self.root, title=f"knowlab {plan['study']}"))
+        buf = io.StringIO()
+        fields = ["study", "name", "variant", "seed", "point", "split", "metric", "attribute", "value"]
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.csv_rows)
+        write_text_atomic(self.root / "results.csv", buf.getvalue())
+        return self.root / "report.md"
+
+
+def build_report(root: str | Path) -> Path:
+    return Report(Path(root)).build()

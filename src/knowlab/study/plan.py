@@ -1,0 +1,186 @@
+"""From a study and a preset to a plan: the runs (data, pretrain, finetune, eval, probe) and
+their dependencies.
+
+Every run is a `knowlab` CLI call. Its key hashes the call and the keys of what it depends on,
+so a run is reused by every study that needs the same thing (the `single` model of the
+augmentation study is the `single` model of the probing study) and a changed setting makes a
+new run instead of silently reusing an old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from knowlab.study.config import StudyConfig
+
+# Paths inside argv are written relative to the study folder as "@/..." and resolved at run time,
+# so a study folder can be moved and its keys do not depend on where it lives.
+ROOT = "@"
+
+
+@dataclass
+class Run:
+    kind: str  # data | pretrain | finetune | eval | probe-p | probe-q
+    name: str  # what the report calls it, e.g. the variant
+    argv: list[str]
+    deps: list[Run] = field(default_factory=list)
+    tags: dict[str, Any] = field(default_factory=dict)  # study, variant, seed, ... for the report
+    output: str = ""  # set in __post_init__: "@/<kind>/<name>-<key>" (a file for eval)
+
+    def __post_init__(self) -> None:
+        payload = json.dumps([self.kind, self.argv, [d.key for d in self.deps]], sort_keys=True)
+        self.key = hashlib.sha256(payload.encode()).hexdigest()[:10]
+        safe = self.name.replace("+", "_").replace("/", "_")
+        suffix = ".json" if self.kind == "eval" else ""
+        self.output = f"{ROOT}/{self.kind}/{safe}-{self.key}{suffix}"
+
+    def resolved_argv(self, root: Path) -> list[str]:
+        out = [a.replace(f"{ROOT}/", f"{root}/") for a in self.argv]
+        out = [a.replace("{out}", str(root / self.output[2:])) for a in out]
+        return out
+
+    def path(self, root: Path) -> Path:
+        return root / self.output[2:]
+
+
+def _kv(overrides: dict[str, Any]) -> list[str]:
+    return [f"{k}={v}" for k, v in sorted(overrides.items())]
+
+
+class Planner:
+    """Builds runs, de-duplicating identical ones across studies and seeds."""
+
+    def __init__(self, cfg: StudyConfig, preset: str, seeds: list[int], extra: dict[str, str]):
+        self.cfg, self.preset, self.seeds, self.extra = cfg, preset, seeds, extra
+        self.runs: dict[str, Run] = {}
+
+    def _add(self, run: Run) -> Run:
+        return self.runs.setdefault(run.key, run)
+
+    # ---- building blocks ----------------------------------------------------------------
+    def data(self, variant: str, seed: int, **over: Any) -> Run:
+        conf = {**self.cfg.data, "variant": variant, "seed": seed, **over}
+        return self._add(Run("data", f"{variant}-s{seed}", ["data", "generate", "--out", "{out}", *_kv(conf)],
+                             tags={"variant": variant, "seed": seed}))
+
+    def pretrain(self, data: Run, name: str, seed: int, **over: Any) -> Run:
+        conf = {**self.cfg.pretrain, "seed": seed, **over, **self._stage_extra("pretrain")}
+        argv = ["train", "pretrain", "--data", data.output, "--out", "{out}",
+                "--preset", self.cfg.pretrain_preset, "--resume", "auto", *_kv(conf)]
+        return self._add(Run("pretrain", f"{name}-s{seed}", argv, [data], tags={**data.tags, "name": name}))
+
+    def finetune(self, model: Run, data: Run, seed: int, **over: Any) -> Run:
+        conf = {**self.cfg.finetune, "seed": seed, **over, **self._stage_extra("finetune")}
+        argv = ["train", "finetune", "--model", model.output, "--data", data.output, "--out", "{out}",
+                "--preset", self.cfg.finetune_preset, *_kv(conf)]
+        return self._add(Run("finetune", model.name, argv, [model, data], tags=dict(model.tags)))
+
+    def evaluate(self, model: Run, data: Run, split: str = "both") -> Run:
+        argv = ["eval", "qa", model.output, "--data", data.output, "--split", split,
+                "--beams", str(self.cfg.eval_beams), "--batch-size", str(self.cfg.eval_batch_size),
+                "--out", "{out}"]
+        return self._add(Run("eval", f"{model.kind}-{model.name}", argv, [model, data], tags=dict(model.tags)))
+
+    def probe(self, kind: str, model: Run, data: Run) -> Run:
+        conf = {**self.cfg.probe, **self._stage_extra("probe")}
+        argv = ["probe", kind, model.output, "--data", data.output, "--out", "{out}",
+                "--preset", self.cfg.probe_preset, *_kv(conf)]
+        return self._add(Run(f"probe-{kind}", model.name, argv, [model, data], tags=dict(model.tags)))
+
+    def _stage_extra(self, stage: str) -> dict[str, str]:
+        """CLI overrides such as `pretrain.steps=100` go to that stage's runs."""
+        prefix = stage + "."
+        return {k[len(prefix):]: v for k, v in self.extra.items() if k.startswith(prefix)}
+
+    # ---- studies ------------------------------------------------------------------------
+    def augmentation(self) -> list[Run]:
+        rows = []
+        for seed in self.seeds:
+            for variant in self.cfg.augmentation_variants:
+                data = self.data(variant, seed)
+                model = self.pretrain(data, variant, seed)
+                tuned = self.finetune(model, data, seed)
+                rows.append(self._tag(self.evaluate(tuned, data), "augmentation", bio_model=model))
+                rows.append(self._tag(self.evaluate(model, data, split="test"), "augmentation-pretrained"))
+        return rows
+
+    def mixed(self) -> list[Run]:
+        rows = []
+        for seed in self.seeds:
+            data = self.data("single", seed)
+            over = {"qa_ratio": self.cfg.mixed_qa_ratio, "eval_every": self.cfg.mixed_eval_every}
+            if self.cfg.mixed_steps:
+                over["steps"] = self.cfg.mixed_steps
+            model = self.pretrain(data, f"mixed-single-qa{self.cfg.mixed_qa_ratio}", seed, **over)
+            rows.append(self._tag(self.evaluate(model, data), "mixed"))
+        return rows
+
+    def probing(self) -> list[Run]:
+        rows = []
+        for seed in self.seeds:
+            for variant in self.cfg.probing_variants:
+                data = self.data(variant, seed)
+                model = self.pretrain(data, variant, seed)
+                rows.append(self._tag(self.probe("p", model, data), "probing-p"))
+                rows.append(self._tag(self.probe("q", model, data), "probing-q"))
+        return rows
+
+    def celebrity(self) -> list[Run]:
+        rows = []
+        people = int(self.cfg.data.get("people", 500))
+        for seed in self.seeds:
+            mixed = self.data(self.cfg.minority_variant, seed, celebrities=self.cfg.celebrity_people or people,
+                              celebrity_variant=self.cfg.celebrity_variant)
+            mixed.tags["name"] = "with-celebrities"
+            model = self.pretrain(mixed, f"celebrity-{self.cfg.minority_variant}", seed)
+            rows.append(self._tag(self.evaluate(self.finetune(model, mixed, seed), mixed), "celebrity"))
+            alone = self.data(self.cfg.minority_variant, seed)
+            model = self.pretrain(alone, self.cfg.minority_variant, seed)
+            rows.append(self._tag(self.evaluate(self.finetune(model, alone, seed), alone), "celebrity-alone"))
+        return rows
+
+    def mixed_scaling(self) -> list[Run]:
+        rows = []
+        for seed in self.seeds:
+            for point in self.cfg.scaling:
+                over_data = {"people": point.people} if point.people else {}
+                data = self.data("single", seed, **over_data)
+                over: dict[str, Any] = {"qa_ratio": point.qa_ratio, "eval_every": self.cfg.mixed_eval_every}
+                if point.size:
+                    over["model.size"] = point.size
+                if point.steps or self.cfg.mixed_steps:
+                    over["steps"] = point.steps or self.cfg.mixed_steps
+                model = self.pretrain(data, f"scaling-{point.name}", seed, **over)
+                run = self._tag(self.evaluate(model, data), "mixed-scaling")
+                run.tags["point"] = point.name
+                rows.append(run)
+        return rows
+
+    @staticmethod
+    def _tag(run: Run, study: str, **extra: Any) -> Run:
+        run.tags = {**run.tags, "study": study, **{k: v.output for k, v in extra.items()}}
+        return run
+
+    def plan(self, study: str) -> list[Run]:
+        builders = {"augmentation": self.augmentation, "mixed": self.mixed, "probing": self.probing,
+                    "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling}
+        if study == "all":
+            return [r for name in builders for r in builders[name]()]
+        return builders[study]()
+
+    def ordered(self) -> list[Run]:
+        """All runs, dependencies first."""
+        seen: dict[str, Run] = {}
+
+        def visit(run: Run) -> None:
+            for dep in run.deps:
+                visit(dep)
+            seen.setdefault(run.key, run)
+
+        for run in list(self.runs.values()):
+            visit(run)
+        return list(seen.values())

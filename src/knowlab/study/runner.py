@@ -1,0 +1,105 @@
+"""Running a plan: each run is a `knowlab` subprocess, several at once where the machine allows.
+
+Caching: a run is finished when `<output>.done.json` exists (written by the runner after the
+process exits 0, holding the run's key and argv). A rerun skips finished runs; an interrupted
+pretraining resumes from its last checkpoint (`--resume auto` is in its argv). A run whose
+process fails stops the study with its log's last lines; finished runs stay cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from knowlab.errors import KnowlabError
+from knowlab.io import write_json_atomic
+from knowlab.study.plan import Run
+
+
+def done_marker(run: Run, root: Path) -> Path:
+    path = run.path(root)
+    return path.with_name(path.name + ".done.json")
+
+
+def is_done(run: Run, root: Path) -> bool:
+    marker = done_marker(run, root)
+    return marker.is_file() and json.loads(marker.read_text()).get("key") == run.key
+
+
+def _env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+        "KNOWLAB_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("KNOWLAB_PROGRESS", None)
+    return env
+
+
+def execute(
+    runs: list[Run],
+    root: Path,
+    parallel: int = 1,
+    threads: int = 0,
+    on_done: Callable[[Run, float], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Run everything not yet done, dependencies first, at most `parallel` processes at once."""
+    threads = threads or max(1, (os.cpu_count() or 1) // parallel)
+    pending = [r for r in runs if not is_done(r, root)]
+    skipped = len(runs) - len(pending)
+    if skipped:
+        log(f"{skipped} of {len(runs)} runs already finished (cached)")
+    running: dict[str, tuple[Run, subprocess.Popen, float, object]] = {}
+    done = {r.key for r in runs if is_done(r, root)}
+    try:
+        while pending or running:
+            for key, (run, proc, start, fh) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                fh.close()
+                del running[key]
+                logfile = run.path(root).with_name(run.path(root).name + ".log")
+                if code != 0:
+                    tail = logfile.read_text(errors="replace").strip().splitlines()[-12:]
+                    raise KnowlabError(
+                        f"{run.kind} run '{run.name}' failed (exit {code}); log {logfile}:\n  " + "\n  ".join(tail)
+                    )
+                write_json_atomic(done_marker(run, root), {"key": run.key, "argv": run.argv,
+                                                           "seconds": round(time.time() - start, 1)})
+                done.add(key)
+                if on_done:
+                    on_done(run, time.time() - start)
+            ready = [r for r in pending if all(d.key in done for d in r.deps)]
+            while ready and len(running) < parallel:
+                run = ready.pop(0)
+                pending.remove(run)
+                out = run.path(root)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                logfile = out.with_name(out.name + ".log")
+                fh = open(logfile, "a")
+                argv = [sys.executable, "-m", "knowlab.cli", *run.resolved_argv(root)]
+                fh.write(f"$ {' '.join(argv)}\n")
+                fh.flush()
+                log(f"start {run.kind:9s} {run.name}")
+                proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=_env(threads))
+                running[run.key] = (run, proc, time.time(), fh)
+            if not ready and not running and pending:
+                raise KnowlabError("study plan has runs whose dependencies can never finish")
+            time.sleep(0.5)
+    finally:
+        for run, proc, _, fh in running.values():
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            fh.close()

@@ -1,0 +1,110 @@
+"""One `knowlab study run`: resolve the preset, plan, run (cached), report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from knowlab.config import from_dict, load, preset_path, read_yaml
+from knowlab.errors import KnowlabError
+from knowlab.io import code_version, machine_info, write_json_atomic
+from knowlab.study.config import StudyConfig
+from knowlab.study.plan import Planner, Run
+from knowlab.study.runner import execute, is_done
+
+STAGES = ("pretrain", "finetune", "probe")
+
+
+def load_study_config(preset: str, extra: dict[str, str]) -> StudyConfig:
+    """The preset's StudyConfig with study-level overrides; `data.*` keys go into its data dict."""
+    raw = read_yaml(preset_path("study", preset))
+    own = {k: v for k, v in extra.items() if not k.startswith(tuple(s + "." for s in STAGES))}
+    data = {k[5:]: v for k, v in own.items() if k.startswith("data.")}
+    own = {k: v for k, v in own.items() if not k.startswith("data.")}
+    cfg = from_dict(StudyConfig, raw, own)
+    if data:
+        cfg.data = {**cfg.data, **data}
+    return cfg
+
+
+def _plan_dict(study: str, preset: str, seeds: list[int], runs: list[Run], command: str) -> dict[str, Any]:
+    return {
+        "study": study, "preset": preset, "seeds": seeds, "command": command,
+        "code_version": code_version(), "machine": machine_info(),
+        "runs": [{"kind": r.kind, "name": r.name, "key": r.key, "argv": r.argv, "output": r.output,
+                  "deps": [d.key for d in r.deps], "tags": r.tags} for r in runs],
+    }
+
+
+def _pretrain_budget(run: Run) -> tuple[int, int]:
+    """(steps, tokens) of a pretraining run, resolved exactly as the run will resolve them."""
+    from knowlab.config import parse_overrides
+    from knowlab.train.config import PretrainConfig
+
+    argv = run.argv
+    preset = argv[argv.index("--preset") + 1]
+    overrides = parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    cfg = load(PretrainConfig, preset_path("pretrain", preset), overrides)
+    return cfg.steps, cfg.steps * cfg.batch * cfg.model.context
+
+
+def dry_run(cfg: StudyConfig, runs: list[Run], root: Path) -> str:
+    lines = [f"{'kind':10s} {'run':42s} {'steps':>8s} {'tokens':>14s}  status"]
+    total_tokens = 0
+    for run in runs:
+        steps, tokens = ("", "")
+        if run.kind == "pretrain":
+            s, t = _pretrain_budget(run)
+            total_tokens += t
+            steps, tokens = f"{s:,}", f"{t:,}"
+        status = "done" if is_done(run, root) else "to run"
+        lines.append(f"{run.kind:10s} {run.name[:42]:42s} {steps:>8s} {tokens:>14s}  {status}")
+    lines.append(f"\n{len(runs)} runs; pretraining {total_tokens:,} tokens in all.")
+    if cfg.assumed_tokens_per_s:
+        hours = total_tokens / cfg.assumed_tokens_per_s / 3600
+        lines.append(f"Estimated pretraining time: {hours:.1f} h at {cfg.assumed_tokens_per_s:,.0f} tokens/s "
+                     f"({cfg.throughput_source}); finetuning, evaluation and probing come on top.")
+    return "\n".join(lines)
+
+
+def run_study(study: str, preset: str, out: Path, seeds: list[int], extra: dict[str, str],
+              dry_run: bool = False, command: str = "", parallel: int | None = None) -> int:
+    cfg = load_study_config(preset, extra)
+    planner = Planner(cfg, preset, seeds, extra)
+    rows = planner.plan(study)
+    runs = planner.ordered()
+    root = out.resolve()
+    if dry_run:
+        print(globals()["dry_run"](cfg, runs, root))
+        return 0
+    root.mkdir(parents=True, exist_ok=True)
+    previous = root / "study.json"
+    plan = _plan_dict(study, preset, seeds, runs, command)
+    if previous.is_file():  # keep runs of earlier studies in this folder in the report
+        old = json.loads(previous.read_text())
+        keys = {r["key"] for r in plan["runs"]}
+        plan["runs"] = [r for r in old.get("runs", []) if r["key"] not in keys] + plan["runs"]
+        if old.get("study") != study:
+            plan["study"] = "all" if study == "all" else f"{old.get('study')}+{study}"
+    write_json_atomic(previous, plan)
+
+    from knowlab.study.live import LiveTable
+
+    table = LiveTable(root, rows)
+    started = time.time()
+    print(f"study {study}, preset {preset}, seeds {seeds}: {len(runs)} runs in {root}")
+    execute(runs, root, parallel=parallel or cfg.parallel, threads=cfg.threads_per_run, on_done=table.update)
+    plan["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    plan["seconds"] = round(time.time() - started, 1)
+    write_json_atomic(previous, plan)
+    from knowlab.report.build import build_report
+
+    report = build_report(root)
+    print(table.render())
+    print(f"\nfinished in {plan['seconds'] / 60:.1f} min; report: {report} (and report.html, results.csv)")
+    return 0
+
+
+__all__ = ["run_study", "load_study_config", "KnowlabError"]
