@@ -121,7 +121,14 @@ def _extra_commands() -> list[Callable]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may follow positionals and options in any order; argparse alone only
+    # takes a trailing positional list if it comes before the options.
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides or []) + extra
     try:
         return int(args.func(args) or 0)
     except KnowlabError as exc:

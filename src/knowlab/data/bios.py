@@ -4,12 +4,21 @@ An entry is six sentences, one per attribute, joined by single spaces. The spec 
 decides how many entries a person gets, whether templates are redrawn per entry, the sentence
 order, whether pronouns become the full name, and the language. The character span of each
 value is known at rendering time, so it is recorded rather than searched for afterwards.
+
+Two renderings give the same text: `Renderer.render` builds one `Entry` (the per-exposure
+stream uses it), and `render_columns` builds a whole population at once as arrays. The columnar
+form sees an entry as a row of *segments*: strings interned in a `Segments` table (template
+pieces, " " + a full name, " " + a value). A sentence is at most `W` segments; an entry is its
+six sentences' segments, concatenated, minus the leading space. Texts, character spans and (see
+`tokenizer.SegmentTokens`) token ids are then gathers over that table, with no Python per entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -21,6 +30,14 @@ from knowlab.data.templates import load_templates, name_fields, pronoun_fields
 # Ordered pairs kept together by `coupleM` (App. A.1.1).
 COUPLES = ((0, 1), (2, 3), (4, 5))
 
+# Markers standing for the full name and the value while templates are cut into segments.
+NAME_MARK, VALUE_MARK = "\x01", "\x02"
+# Item codes of a plan: a literal is its index (>= 0); slots are negative.
+NAME_SPACED, NAME_BARE, VALUE_SPACED, VALUE_BARE = -1, -2, -3, -4
+# Sentence modes: 0/1 = full name (male/female); 2 + 2 * pronoun code + female = a pronoun.
+N_MODES = 8
+PRONOUN_CODES = {"he": 0, "she": 1, "they": 2}
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -30,6 +47,80 @@ class Entry:
     spans: dict[str, tuple[int, int]]  # attribute -> [start, end) in characters
     order: tuple[int, ...]  # attribute indices in sentence order
     templates: tuple[int, ...]  # template index per attribute (in ATTRIBUTES order)
+
+
+def plan_items(sentence: str, literals: dict[str, int]) -> list[int]:
+    """Cut `" " + sentence` (holding NAME_MARK / VALUE_MARK) into plan items.
+
+    A slot preceded by a space takes that space (" " + content, the *spaced* form), so a
+    literal never ends with the space before a value: that is where byte-level BPE cuts words.
+    Empty literals are kept so that every slot sits between two literal items.
+    """
+    parts = re.split(f"([{NAME_MARK}{VALUE_MARK}])", sentence)
+    items: list[int] = []
+    for k, part in enumerate(parts):
+        if k % 2 == 0:
+            lit = part[:-1] if k + 1 < len(parts) and part.endswith(" ") else part
+            items.append(literals.setdefault(lit, len(literals)))
+        else:
+            spaced = parts[k - 1].endswith(" ")
+            if part == NAME_MARK:
+                items.append(NAME_SPACED if spaced else NAME_BARE)
+            else:
+                items.append(VALUE_SPACED if spaced else VALUE_BARE)
+    return items
+
+
+# Columns of a person's slot table (`slot_table`): the name's spaced and bare segments, then
+# the six values' spaced segments, then their bare segments.
+N_SLOT_COLS = 2 + 2 * len(ATTRIBUTES)
+
+
+@dataclass
+class Plans:
+    """Sentences (kinds) as rows of `width` items; for bios every (attribute, template, mode)."""
+
+    literals: list[str]  # literal index -> string
+    items: np.ndarray  # (kinds, width) int32 item codes, padded with the empty literal
+    attr: np.ndarray  # (kinds,) the attribute whose value the sentence holds
+    kind_base: np.ndarray  # (6,) first kind of each attribute: kind = base + t * N_MODES + mode
+
+    @staticmethod
+    def build(rows: list[list[int]], literals: dict[str, int], attr, kind_base) -> Plans:
+        width = max(len(r) for r in rows)
+        items = np.zeros((len(rows), width), dtype=np.int32)
+        for k, r in enumerate(rows):
+            items[k, : len(r)] = r
+        return Plans(list(literals), items, np.asarray(attr, dtype=np.int64), np.asarray(kind_base, dtype=np.int64))
+
+    @property
+    def width(self) -> int:
+        return self.items.shape[1]
+
+    @cached_property
+    def value_pos(self) -> np.ndarray:
+        """(kinds,) position of the value item in each row."""
+        return np.argmax((self.items == VALUE_SPACED) | (self.items == VALUE_BARE), axis=1).astype(np.int32)
+
+    @cached_property
+    def slot_col(self) -> np.ndarray:
+        """(kinds, width): a literal's index, or -(1 + column of the person's slot table)."""
+        a = self.attr[:, None]
+        col = np.select(
+            [self.items == NAME_SPACED, self.items == NAME_BARE, self.items == VALUE_SPACED, self.items == VALUE_BARE],
+            [0, 1, 2 + a, 2 + len(ATTRIBUTES) + a], default=-1)
+        return np.where(self.items >= 0, self.items, -1 - col).astype(np.int32)
+
+    def uses(self, code: int) -> bool:
+        return bool((self.items == code).any())
+
+    def fill(self, kind: np.ndarray, person: np.ndarray, slots: np.ndarray, lit_seg: np.ndarray) -> np.ndarray:
+        """Segment ids (kind.shape + (width,)) of sentences `kind` of people `person` (same shape
+        as kind), given each person's slot table `slots` (people, N_SLOT_COLS)."""
+        t = self.slot_col[kind]
+        base = (len(lit_seg) - 1) + person.astype(np.int32) * np.int32(N_SLOT_COLS)
+        idx = np.where(t >= 0, t, base[..., None] - t)
+        return np.concatenate([lit_seg, slots.reshape(-1)]).astype(np.int32)[idx]
 
 
 class Renderer:
@@ -76,16 +167,336 @@ class Renderer:
             templates=tuple(int(t) for t in templates),
         )
 
+    @cached_property
+    def plans(self) -> Plans:
+        literals: dict[str, int] = {"": 0}
+        rows: list[list[int]] = []
+        kind_base, attrs = [], []
+        for a, attr in enumerate(ATTRIBUTES):
+            kind_base.append(len(rows))
+            for tpl in self.templates[attr]:
+                for mode in range(N_MODES):
+                    gender = "female" if mode % 2 else "male"
+                    if mode < 2:
+                        fields = name_fields(NAME_MARK, gender, self.language)
+                    else:
+                        pronoun = ("he", "she", "they")[(mode - 2) // 2]
+                        fields = pronoun_fields(pronoun, gender, self.language)
+                    sentence = " " + tpl.before.format(**fields) + VALUE_MARK + tpl.after.format(**fields)
+                    rows.append(plan_items(sentence, literals))
+                    attrs.append(a)
+        return Plans.build(rows, literals, attrs, kind_base)
+
+
+class Segments:
+    """An interning table of segment strings; segment 0 is the empty string."""
+
+    def __init__(self):
+        self.strings: list[str] = [""]
+        self._index: dict[str, int] = {"": 0}
+        self._nchar: list[int] = [0]
+        self.values: set[int] = set()  # segments used as values (their token spans are needed)
+        # False once a segment boundary might not be a boundary of byte-level BPE words, so
+        # token ids could not be gathered per segment (see `junctions_safe`).
+        self.token_safe = True
+
+    def __len__(self) -> int:
+        return len(self.strings)
+
+    def add_many(self, strings: Sequence[str], value: bool = False) -> np.ndarray:
+        index, out = self._index, np.empty(len(strings), dtype=np.int32)
+        for k, s in enumerate(strings):
+            i = index.get(s)
+            if i is None:
+                i = index[s] = len(self.strings)
+                self.strings.append(s)
+                self._nchar.append(len(s))
+            out[k] = i
+        if value:
+            self.values.update(out.tolist())
+        return out
+
+    def extend(self, strings: Sequence[str], value: bool = False) -> np.ndarray:
+        """Append `strings` without interning them (for strings known to be distinct, like names)."""
+        ids = np.arange(len(self.strings), len(self.strings) + len(strings), dtype=np.int32)
+        self.strings.extend(strings)
+        self._nchar.extend(map(len, strings))
+        if value:
+            self.values.update(ids.tolist())
+        return ids
+
+    @property
+    def nchar(self) -> np.ndarray:
+        return np.asarray(self._nchar, dtype=np.int32)
+
+    @property
+    def offset(self) -> np.ndarray:
+        """Where a value starts inside its segment: 1 after the space of the spaced form."""
+        return np.fromiter((s[:1] == " " for s in self.strings), dtype=np.int64, count=len(self.strings))
+
+    def arrow(self):
+        """The segments, then the segments without their first character, as one Arrow array."""
+        import pyarrow as pa
+
+        cached = getattr(self, "_arrow", None)
+        if cached is None or cached[0] != len(self.strings):
+            strings = self.strings
+            cached = (len(strings), pa.array(strings + [s[1:] for s in strings], pa.string()))
+            self._arrow = cached
+        return cached[1]
+
+    def texts(self, seg: np.ndarray):
+        """The texts of rows of segments (rows x items), without their first character (the
+        space that opens every sentence), as an Arrow string array."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        seg = seg.reshape(len(seg), -1)
+        table = self.arrow()
+        if len(seg) == 0:
+            return pa.array([], pa.string())
+        seg = seg[:, seg.any(axis=0)] if seg.shape[1] else seg
+        flat = seg.astype(np.int64)
+        first = np.argmax(flat != 0, axis=1)
+        flat[np.arange(len(flat)), first] += len(self.strings)  # drop the first character
+        width = flat.shape[1]
+        offsets = pa.array(np.arange(len(flat) + 1, dtype=np.int32) * width)
+        return pc.binary_join(pa.ListArray.from_arrays(offsets, table.take(pa.array(flat.reshape(-1)))), "")
+
+
+@dataclass
+class BioColumns:
+    """Entries as arrays (see the module docstring); rows are person by person, entry by entry."""
+
+    person: np.ndarray  # (E,) row index into the people that were rendered
+    entry: np.ndarray  # (E,) 0..entries-1 within the person
+    order: np.ndarray  # (E, 6) attribute indices in sentence order
+    templates: np.ndarray  # (E, 6) template index per attribute (ATTRIBUTES order)
+    seg: np.ndarray  # (E, 6, W) segment ids, sentence by sentence
+    value_slot: np.ndarray  # (E, 6) per attribute (ATTRIBUTES order): its sentence slot
+    value_pos: np.ndarray  # (E, 6) per attribute: the position of its value in that sentence
+    spans: np.ndarray  # (E, 6, 2) per attribute: character span [start, end) in the text
+
+    def __len__(self) -> int:
+        return len(self.person)
+
+    def value_items(self) -> np.ndarray:
+        """(E, 6) per attribute: the index of its value segment in the flattened row."""
+        return self.value_slot * self.seg.shape[2] + self.value_pos
+
+    def take(self, rows) -> BioColumns:
+        return BioColumns(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+
+    @staticmethod
+    def concat(parts: list[BioColumns]) -> BioColumns:
+        width = max(p.seg.shape[2] for p in parts)
+        segs = [np.pad(p.seg, ((0, 0), (0, 0), (0, width - p.seg.shape[2]))) for p in parts]
+        fields = {f: np.concatenate([getattr(p, f) for p in parts]) for f in BioColumns.__dataclass_fields__ if f != "seg"}
+        return BioColumns(seg=np.concatenate(segs), **fields)
+
 
 def _orders(spec: AugSpec, n: int, rng: np.random.Generator) -> np.ndarray:
     """Sentence orders for n entries: fixed, fully shuffled, or shuffled by pairs."""
     base = np.tile(np.arange(len(ATTRIBUTES)), (n, 1))
     if spec.base == "couple":
         pair_orders = rng.permuted(np.tile(np.arange(len(COUPLES)), (n, 1)), axis=1)
-        return np.array([[a for p in row for a in COUPLES[p]] for row in pair_orders])
+        return np.asarray(COUPLES)[pair_orders].reshape(n, len(ATTRIBUTES))
     if spec.permute:
         return rng.permuted(base, axis=1)
     return base
+
+
+def _draws(spec: AugSpec, n: int, rng: np.random.Generator, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(templates (n, draws, 6), orders (n, entries, 6)): the only random draws of rendering."""
+    m = spec.entries
+    draws = m if spec.resample_templates else 1
+    templates = rng.integers(0, counts, size=(n, draws, len(ATTRIBUTES)))
+    orders = _orders(spec, n * m, rng).reshape(n, m, len(ATTRIBUTES))
+    return templates, orders
+
+
+def slot_table(
+    segs: Segments,
+    names: Sequence[str],
+    values: Sequence[tuple[np.ndarray, Sequence[str]]],
+    bare_names: bool,
+    bare_values: bool,
+    name_ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """(people, N_SLOT_COLS) segment ids: " " + name, name, " " + value per attribute, value per
+    attribute (bare forms only when asked for; 0 otherwise). `name_ids` reuses spaced names."""
+    n = len(names)
+    cols = np.zeros((n, N_SLOT_COLS), dtype=np.int32)
+    cols[:, 0] = name_ids if name_ids is not None else segs.extend([" " + s for s in names])
+    if bare_names:
+        cols[:, 1] = segs.extend(list(names))
+    for a, (codes, strings) in enumerate(values):
+        codes = np.asarray(codes)
+        cols[:, 2 + a] = segs.add_many([" " + s for s in strings], value=True)[codes]
+        if bare_values:
+            cols[:, 2 + len(ATTRIBUTES) + a] = segs.add_many(list(strings), value=True)[codes]
+    return cols
+
+
+def render_columns(
+    names: Sequence[str],
+    female: np.ndarray,
+    pronoun: np.ndarray,
+    values: Sequence[tuple[np.ndarray, Sequence[str]]],
+    spec: AugSpec,
+    rng: np.random.Generator,
+    renderer: Renderer,
+    segs: Segments,
+    name_ids: np.ndarray | None = None,
+) -> BioColumns:
+    """All entries of `spec` for n people, as columns; draws exactly what `generate_entries` draws.
+
+    `values[a]` is (code per person, strings) of attribute a in the renderer's language;
+    `pronoun` holds PRONOUN_CODES; `name_ids`, if given, are the segments of " " + each name.
+    """
+    n, m = len(names), spec.entries
+    plans = renderer.plans
+    templates, orders = _draws(spec, n, rng, renderer.counts)
+    slots = slot_table(segs, names, values, plans.uses(NAME_BARE), plans.uses(VALUE_BARE), name_ids)
+    if not junctions_safe(plans, names, [v for _, strings in values for v in strings], sentences=True):
+        segs.token_safe = False
+    lit_seg = segs.add_many(plans.literals)
+
+    E = n * m
+    person = np.repeat(np.arange(n, dtype=np.int32), m)
+    tpl = templates.reshape(E, -1) if spec.resample_templates else np.repeat(templates[:, 0], m, axis=0)
+    order = orders.reshape(E, len(ATTRIBUTES))
+    t_slot = np.take_along_axis(tpl, order, axis=1)
+    fem = np.asarray(female, dtype=np.int64)[person][:, None]
+    pron = np.asarray(pronoun, dtype=np.int64)[person][:, None]
+    named = np.zeros((1, len(ATTRIBUTES)), dtype=bool)
+    named[:, 0] = True
+    if spec.fullname:
+        named[:] = True
+    mode = np.where(named, fem, 2 + 2 * pron + fem)
+    kind = plans.kind_base[order] + t_slot * N_MODES + mode  # (E, 6)
+    seg = plans.fill(kind, np.broadcast_to(person[:, None], kind.shape), slots, lit_seg)  # (E, 6, W)
+
+    value_slot = np.argsort(order, axis=1).astype(np.int32)  # attribute -> its sentence slot
+    value_pos = np.take_along_axis(plans.value_pos[kind], value_slot, axis=1)
+    cols = BioColumns(person=person, entry=np.tile(np.arange(m), n).astype(np.int16), order=order.astype(np.int8),
+                      templates=tpl, seg=seg, value_slot=value_slot, value_pos=value_pos,
+                      spans=np.zeros((E, len(ATTRIBUTES), 2), dtype=np.int32))
+    cols.spans[:] = char_spans(cols, segs)
+    return cols
+
+
+def _cat(ch: str) -> str:
+    """The character classes of the GPT-2 pre-tokenizer regex that decide where words end."""
+    if ch == " ":
+        return "SP"
+    if ch.isspace():
+        return "S"
+    if ch == "'":
+        return "'"
+    return "L" if ch.isalpha() else "N" if ch.isnumeric() else "O"
+
+
+def _safe(left: str, right: tuple[str, str | None]) -> bool:
+    """Whether byte-level BPE always cuts a word between a segment ending in class `left` and
+    one starting with classes `right` (its first char, and its second if the first is a space).
+
+    The pre-tokenizer splits `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`:
+    a single space before a non-space always opens a word, and a letter, digit and other run
+    ends where the class changes (an apostrophe may open a contraction, so it may not end a
+    segment).
+    """
+    first, second = right
+    if left in ("SP", "S", "'"):
+        return False
+    if first == "SP":
+        return second not in (None, "SP", "S")
+    if first == "S":
+        return False
+    return left != ("O" if first == "'" else first)
+
+
+def _content_cats(strings) -> tuple[set[str], set[tuple[str, str | None]], set[tuple[str, str | None]]]:
+    """Last-char classes, and first classes of the spaced and bare forms, of slot contents."""
+    if not all(strings):
+        return {"SP"}, {("SP", None)}, {("SP", None)}
+    last, firsts, bare = {s[-1] for s in strings}, {s[:2] for s in strings}, set()
+    last_c = {_cat(c) for c in last}
+    spaced_c = {("SP", _cat(f[0])) for f in firsts}
+    for f in firsts:
+        bare.add((_cat(f[0]), _cat(f[1]) if f[0] == " " and len(f) > 1 else None))
+    return last_c, spaced_c, bare
+
+
+def _lit_cats(lit: str):
+    return {_cat(lit[-1])}, {(_cat(lit[0]), _cat(lit[1]) if lit[0] == " " and len(lit) > 1 else None)}
+
+
+def junctions_safe(plans: Plans, names: Sequence[str], values: Sequence[str], sentences: bool) -> bool:
+    """Whether every segment boundary of every plan (and, with `sentences`, between sentences)
+    is a word boundary of byte-level BPE, so texts tokenize as the concatenation of segments."""
+    name_c, value_c = _content_cats(names), _content_cats(values)
+    slot = {NAME_SPACED: (name_c[0], name_c[1]), NAME_BARE: (name_c[0], name_c[2]),
+            VALUE_SPACED: (value_c[0], value_c[1]), VALUE_BARE: (value_c[0], value_c[2])}
+    lit_c = [_lit_cats(s) if s else None for s in plans.literals]
+    checked: set[tuple] = set()
+    lasts, firsts = set(), set()
+    for row in {tuple(r) for r in plans.items.tolist()}:
+        cats = [slot[i] if i < 0 else lit_c[i] for i in row]
+        cats = [c for c in cats if c is not None]
+        if not cats:
+            return False
+        firsts |= cats[0][1]
+        lasts |= cats[-1][0]
+        for (left, _), (_, right) in zip(cats, cats[1:]):
+            checked.update((a, b) for a in left for b in right)
+    if any(f[0] != "SP" for f in firsts):
+        return False  # a text must start with the space it drops
+    if sentences:
+        checked.update((a, b) for a in lasts for b in firsts)
+    return all(_safe(a, b) for a, b in checked)
+
+
+def char_spans(cols: BioColumns, segs: Segments) -> np.ndarray:
+    """(E, 6, 2) character spans of the values in the texts (which drop the first space)."""
+    flat = cols.seg.reshape(len(cols), -1)
+    nchar = segs.nchar
+    before = np.cumsum(nchar[flat], axis=1, dtype=np.int32)
+    items = cols.value_items()
+    vseg = np.take_along_axis(flat, items, axis=1)
+    at = np.take_along_axis(before, items, axis=1) - nchar[vseg] - 1  # the text drops its first space
+    return np.stack([at + segs.offset[vseg].astype(np.int32), at + nchar[vseg]], axis=2).astype(np.int32)
+
+
+def people_inputs(people: Sequence[Person], language: str):
+    """`render_columns` inputs from Person objects."""
+    values = []
+    for attr in ATTRIBUTES:
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(p.value(attr, language), len(index)) for p in people),
+                            dtype=np.int64, count=len(people))
+        values.append((codes, list(index)))
+    female = np.array([p.gender != "male" for p in people], dtype=bool)
+    pronoun = np.array([PRONOUN_CODES[p.pronoun] for p in people], dtype=np.int8)
+    return [p.name for p in people], female, pronoun, values
+
+
+def entries_from_columns(cols: BioColumns, person_ids: np.ndarray, segs: Segments, chunk: int = 50_000) -> Iterator[Entry]:
+    """`Entry` objects of columnar entries (for code that wants them one by one)."""
+    for lo in range(0, len(cols), chunk):
+        part = cols.take(slice(lo, lo + chunk))
+        texts = segs.texts(part.seg).to_pylist()
+        rows = zip(person_ids[part.person].tolist(), part.entry.tolist(), texts, part.spans.tolist(),
+                   part.order.tolist(), part.templates.tolist())
+        for pid, index, text, spans, order, templates in rows:
+            yield Entry(
+                person_id=pid,
+                index=index,
+                text=text,
+                spans={a: (s[0], s[1]) for a, s in zip(ATTRIBUTES, spans)},
+                order=tuple(order),
+                templates=tuple(templates),
+            )
 
 
 def generate_entries(
@@ -93,14 +504,12 @@ def generate_entries(
 ) -> Iterator[Entry]:
     """All entries of `spec` for `people`, person by person (entry order within a person kept)."""
     renderer = renderer or Renderer("fr" if spec.french else "en")
-    n, m = len(people), spec.entries
-    draws = m if spec.resample_templates else 1
-    templates = rng.integers(0, renderer.counts, size=(n, draws, len(ATTRIBUTES)))
-    orders = _orders(spec, n * m, rng).reshape(n, m, len(ATTRIBUTES))
-    for i, person in enumerate(people):
-        for j in range(m):
-            t = templates[i, j if spec.resample_templates else 0]
-            yield renderer.render(person, t, orders[i, j], spec.fullname, index=j)
+    if not people:
+        _draws(spec, 0, rng, renderer.counts)
+        return
+    segs = Segments()
+    cols = render_columns(*people_inputs(people, renderer.language), spec, rng, renderer, segs)
+    yield from entries_from_columns(cols, np.array([p.id for p in people]), segs)
 
 
 def fresh_entry(person: Person, spec: AugSpec, rng: np.random.Generator, renderer: Renderer) -> Entry:

@@ -7,8 +7,14 @@ the value inside a bio. Users can bring any local HF tokenizer folder (GPT-2's) 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
+
+import numpy as np
 
 from knowlab.data.schema import EOS, MASK, NAME_END, PAD, SPECIAL_TOKENS
 from knowlab.errors import KnowlabError
@@ -92,3 +98,135 @@ def encode_spans(tok, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, 
             row.append((t0, t1 + 1))
         token_spans.append(row)
     return ids, token_spans
+
+
+def segmentable(tok) -> bool:
+    """Whether `tok` is byte-level BPE whose words never cross a segment boundary that
+    `bios.junctions_safe` accepts: no normalizer, the GPT-2 split regex, a prefix space."""
+    try:
+        cfg = json.loads(tok.backend_tokenizer.to_str())
+    except Exception:  # pragma: no cover - an exotic tokenizer: take the general path
+        return False
+    pre, model = cfg.get("pre_tokenizer") or {}, cfg.get("model") or {}
+    return (
+        cfg.get("normalizer") is None
+        and pre.get("type") == "ByteLevel"
+        and bool(pre.get("add_prefix_space"))
+        and bool(pre.get("use_regex", True))
+        and model.get("type") == "BPE"
+        and not model.get("dropout")
+    )
+
+
+# A space after a non-space and before a non-space always opens a new byte-level BPE word.
+_WORD_START = re.compile(r"(?<=\S)(?= \S)")
+
+
+@dataclass
+class SegmentWords:
+    """Segments cut into byte-level BPE words: `words` (distinct), `seq` (word ids of all
+    segments back to back) and `count` (words per segment)."""
+
+    words: list[str]
+    seq: np.ndarray
+    count: np.ndarray
+
+
+def segment_words(segs) -> SegmentWords:
+    """Cut every segment of a `bios.Segments` table into words (no tokenizer needed)."""
+    index: dict[str, int] = {}
+    seq: list[int] = []
+    count = np.zeros(len(segs.strings), dtype=np.int64)
+    split, setdefault = _WORD_START.split, index.setdefault
+    for i, s in enumerate(segs.strings):
+        if s:
+            words = split(s)
+            count[i] = len(words)
+            seq.extend([setdefault(w, len(index)) for w in words])
+    return SegmentWords(list(index), np.asarray(seq, dtype=np.int64), count)
+
+
+@dataclass
+class SegmentTokens:
+    """Token ids of every segment of a `bios.Segments` table, as it is tokenized in a text."""
+
+    lists: object  # pa.ListArray: segment -> its token ids
+    length: np.ndarray  # int64 per segment: how many tokens it has
+    rel: np.ndarray  # (segments, 2) int64: token span [t0, t1) of a value segment's value
+
+    def gather(self, seg: np.ndarray):
+        """Token ids of rows of segments: (Arrow int32 ids back to back, row offsets (rows + 1),
+        (rows, items) token offset of each segment in its row)."""
+        import pyarrow as pa
+
+        seg = seg.reshape(len(seg), -1)
+        lens = self.length[seg]
+        before = np.cumsum(lens, axis=1) - lens
+        offsets = np.zeros(len(seg) + 1, dtype=np.int64)
+        if seg.shape[1]:
+            np.cumsum(before[:, -1] + lens[:, -1], out=offsets[1:])
+        return self.lists.take(pa.array(seg.reshape(-1))).flatten(), offsets, before
+
+
+def segment_tokens(tok, segs, words: SegmentWords | None = None) -> SegmentTokens | None:
+    """Tokenize each segment of `segs` as it is tokenized inside a text, or None if `tok` or the
+    segments do not allow it (then texts must be tokenized whole).
+
+    Segments are cut into words at spaces that open a byte-level BPE word; each distinct word is
+    encoded behind a one-character context ("a", or "0" before a letter) that is a word of its
+    own, and that context's tokens are dropped. A value's token span comes from the char_to_token
+    of its first and last words' encodings, exactly as `encode_spans` finds it in a whole text.
+    """
+    import pyarrow as pa
+
+    if not segs.token_safe or not segmentable(tok):
+        return None
+    strings, backend = segs.strings, tok.backend_tokenizer
+    blob = "\n".join(strings)
+    if any(a.content and a.content in blob for a in backend.get_added_tokens_decoder().values()):
+        return None  # an added (special) token inside a segment is split off before BPE
+    if words is None or len(words.count) != len(strings):
+        words = segment_words(segs)
+    seq, n_words = words.seq, words.count
+
+    ctx = ["0" if w[:1].isalpha() else "a" for w in words.words]
+    ctx_ids = {c: backend.encode(c, add_special_tokens=False).ids for c in ("a", "0")}
+    encs = backend.encode_batch([c + w for c, w in zip(ctx, words.words)], add_special_tokens=False)
+    w_len, w_ids, w_first, w_last = [], [], [], []
+    for w, c, enc in zip(words.words, ctx, encs):
+        ids, k = enc.ids, len(ctx_ids[c])
+        if ids[:k] != ctx_ids[c]:
+            return None  # the context merged into the word
+        t0 = enc.char_to_token(1 + (w[:1] == " "))  # the first character after a leading space
+        t1 = enc.char_to_token(len(w))  # the word's last character (after the 1-char context)
+        if t0 is None or t1 is None:
+            return None
+        w_ids.extend(ids[k:])
+        w_len.append(len(ids) - k)
+        w_first.append(t0 - k)
+        w_last.append(t1 + 1 - k)
+    w_len = np.asarray(w_len, dtype=np.int64)
+    w_offsets = np.zeros(len(w_len) + 1, dtype=np.int32)
+    np.cumsum(w_len, out=w_offsets[1:])
+    word_lists = pa.ListArray.from_arrays(pa.array(w_offsets), pa.array(w_ids, pa.int32()))
+
+    seq_tok = w_len[seq]
+    first_word = np.cumsum(n_words) - n_words  # where each segment's words start in seq
+    length = np.zeros(len(strings), dtype=np.int64)
+    nz = n_words > 0
+    if len(seq):
+        length[nz] = np.add.reduceat(seq_tok, first_word[nz])
+    offsets = np.zeros(len(strings) + 1, dtype=np.int64)
+    np.cumsum(length, out=offsets[1:])
+    lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
+                                     word_lists.take(pa.array(seq)).flatten())
+
+    rel = np.full((len(strings), 2), -1, dtype=np.int64)
+    values = np.array(sorted(i for i in segs.values if n_words[i] > 0), dtype=np.int64)
+    if len(values):
+        tok_before = np.cumsum(seq_tok) - seq_tok  # tokens before each word of seq, overall
+        last_at = first_word[values] + n_words[values] - 1
+        rel[values, 0] = np.asarray(w_first, dtype=np.int64)[seq[first_word[values]]]
+        rel[values, 1] = (tok_before[last_at] - offsets[values]
+                          + np.asarray(w_last, dtype=np.int64)[seq[last_at]])
+    return SegmentTokens(lists=lists, length=length, rel=rel)

@@ -74,7 +74,8 @@ class Planner:
         return self._add(Run("pretrain", f"{name}-s{seed}", argv, [data], tags={**data.tags, "name": name}))
 
     def finetune(self, model: Run, data: Run, seed: int, **over: Any) -> Run:
-        conf = {**self.cfg.finetune, "seed": seed, **over, **self._stage_extra("finetune")}
+        # The study evaluates in its own run (cached, shared with the report), not inside finetuning.
+        conf = {**self.cfg.finetune, "seed": seed, "final_eval": "false", **over, **self._stage_extra("finetune")}
         argv = ["train", "finetune", "--model", model.output, "--data", data.output, "--out", "{out}",
                 "--preset", self.cfg.finetune_preset, *_kv(conf)]
         return self._add(Run("finetune", model.name, argv, [model, data], tags=dict(model.tags)))

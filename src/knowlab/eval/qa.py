@@ -1,0 +1,324 @@
+"""QA evaluation by generation: the paper's knowledge-extraction measurement ([P] Section 2).
+
+For every question of the evaluated people, the model continues the prompt `{question} Answer:`
+and the answer is delimited and scored as `knowlab.eval.scoring` documents (exact match of the
+whole value; first-token accuracy). Greedy decoding is the fast default: a batched loop with a
+KV cache over left-padded prompts sorted by length, stopping once every row has ended its answer.
+Beam search (the paper uses 4 beams) goes through HF `generate`, batched the same way.
+
+Prompts are the tokens of the prompt text, a prefix of the dataset's input_ids (see
+`prompt_lengths`: the same tokens finetuning trains on, and what lm-eval feeds); no BOS is
+prepended (neither does lm-eval's HF backend).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from knowlab.data.dataset import Dataset
+from knowlab.errors import KnowlabError
+from knowlab.eval.scoring import answer_from_tokens, per_attribute, stop_token_mask
+from knowlab.progress import progress
+
+SPLITS = ("train", "test")
+
+
+# ---- models -----------------------------------------------------------------------------------
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """An HF model folder, or a run folder holding one at RUN/model."""
+    path = Path(path)
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    if (path / "config.json").is_file():
+        return path
+    raise KnowlabError(f"{path}: neither an HF model folder (config.json) nor a run folder with model/config.json")
+
+
+def check_tokenizer(model_dir: Path, tokenizer) -> None:
+    """Refuse a model folder whose own tokenizer differs from the dataset's (ids would not match)."""
+    if not (Path(model_dir) / "tokenizer.json").is_file():
+        return
+    from knowlab.data.tokenizer import load_tokenizer
+
+    if load_tokenizer(model_dir).get_vocab() != tokenizer.get_vocab():
+        raise KnowlabError(f"{model_dir}: the model's tokenizer differs from the dataset's; "
+                           "use the dataset the model was trained on")
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise KnowlabError(f"device {device} asked for, but CUDA is not available")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise KnowlabError(f"unknown device '{device}'; valid: auto, cpu, cuda, cuda:N") from None
+
+
+def load_model(path: str | Path, device: str = "auto", dtype: str = "auto"):
+    """Load a causal LM folder offline for evaluation (eval mode). dtype auto: bf16 on CUDA."""
+    from transformers import AutoModelForCausalLM
+
+    folder = resolve_model_dir(path)
+    dev = pick_device(device)
+    if dtype == "auto":
+        dtype = "bfloat16" if dev.type == "cuda" else "float32"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=getattr(torch, dtype))
+    except (OSError, ValueError) as exc:
+        raise KnowlabError(f"{folder}: not a loadable HF causal LM ({str(exc).splitlines()[0]})") from None
+    return model.to(dev).eval()
+
+
+def unwrap(model):
+    """The HF model inside torch.compile, DDP/FSDP or peft wrappers (LoRA layers stay active)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            inner = model._orig_mod
+        elif hasattr(model, "get_base_model"):
+            inner = model.get_base_model()
+        elif type(model).__name__ in ("DistributedDataParallel", "DataParallel") and hasattr(model, "module"):
+            inner = model.module
+        else:
+            return model
+        if inner is model:
+            return model
+        model = inner
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def autocast_for(model):
+    """bf16 autocast for fp32 weights on CUDA (a model mid-training); nothing otherwise."""
+    p = next(model.parameters())
+    if p.device.type == "cuda" and p.dtype == torch.float32:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def default_batch_size(model) -> int:
+    return 1024 if model_device(model).type == "cuda" else 256
+
+
+def _cache_of(out):
+    for name in ("cache", "past_key_values"):  # transformers 5 renamed the output field
+        value = getattr(out, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _cache_kwarg(model) -> str:
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, position_ids), positions counting from each row's first token."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
+        mask[row, width - len(p):] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
+# ---- generation -------------------------------------------------------------------------------
+
+@torch.no_grad()
+def greedy_generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_mask: torch.Tensor,
+                    pad_id: int, batch_size: int = 0, show_progress: bool = False) -> list[list[int]]:
+    """Greedy continuations of `prompts`, each cut right after its first stop token.
+
+    Token-identical to HF `generate(do_sample=False)` one prompt at a time (left padding with
+    matching position ids changes nothing but float rounding). Rows that stopped keep decoding
+    until the whole batch has stopped: cheaper than reshaping the cache for answers this short.
+    """
+    model = unwrap(model)
+    dev = model_device(model)
+    batch_size = batch_size or default_batch_size(model)
+    stop_mask = stop_mask.to(dev)
+    key = _cache_kwarg(model)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list[list[int]] = [[] for _ in prompts]
+    chunks = range(0, len(order), batch_size)
+    with autocast_for(model):
+        for start in progress(chunks, desc="generate", disable=not show_progress):
+            idx = order[start:start + batch_size]
+            ids, mask, pos = left_pad([prompts[i] for i in idx], pad_id, dev)
+            res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+            cache, steps = _cache_of(res), []
+            done = torch.zeros(len(idx), dtype=torch.bool, device=dev)
+            for t in range(max_new_tokens):
+                nxt = res.logits[:, -1].argmax(-1)
+                steps.append(nxt)
+                done |= stop_mask[nxt]
+                if t == max_new_tokens - 1 or bool(done.all()):
+                    break
+                mask = torch.cat([mask, mask.new_ones((len(idx), 1))], dim=1)
+                pos = pos[:, -1:] + 1
+                res = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                            use_cache=True, logits_to_keep=1, **{key: cache})
+                cache = _cache_of(res)
+            gen = torch.stack(steps, 1).tolist()
+            stops = stop_mask[torch.stack(steps, 1)].tolist()
+            for row, i in enumerate(idx):
+                end = stops[row].index(True) + 1 if True in stops[row] else len(gen[row])
+                out[i] = gen[row][:end]
+    return out
+
+
+@torch.no_grad()
+def beam_generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_mask: torch.Tensor,
+                  pad_id: int, beams: int = 4, batch_size: int = 0, show_progress: bool = False) -> list[list[int]]:
+    """Beam-search continuations via HF `generate`; every stop token ends a beam."""
+    model = unwrap(model)
+    dev = model_device(model)
+    batch_size = max(1, (batch_size or default_batch_size(model)) // beams)
+    stop_ids = torch.nonzero(stop_mask).flatten().tolist()
+    is_stop = stop_mask.tolist()
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list[list[int]] = [[] for _ in prompts]
+    with autocast_for(model):
+        for start in progress(range(0, len(order), batch_size), desc=f"beam{beams}", disable=not show_progress):
+            idx = order[start:start + batch_size]
+            ids, mask, _ = left_pad([prompts[i] for i in idx], pad_id, dev)
+            gen = model.generate(input_ids=ids, attention_mask=mask, num_beams=beams, do_sample=False,
+                                 max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id)
+            gen = gen[:, ids.shape[1]:].tolist()
+            for row, i in enumerate(idx):
+                toks = gen[row]
+                end = next((k + 1 for k, t in enumerate(toks) if is_stop[t]), len(toks))
+                out[i] = toks[:end]
+    return out
+
+
+# ---- questions --------------------------------------------------------------------------------
+
+def sample_people(ds: Dataset, split: str, max_people: int | None, seed: int = 0) -> list[int]:
+    """Ids of the people of `split` (P_train or P_test), or a fixed random sample of them."""
+    ids = np.unique(np.asarray(ds.qa.filter(pc.equal(ds.qa["split"], split))["person_id"]))
+    if max_people and len(ids) > max_people:
+        rng = np.random.default_rng(seed)
+        ids = np.sort(rng.choice(ids, size=max_people, replace=False))
+    return ids.tolist()
+
+
+def prompt_lengths(tokenizer, prompts: Sequence[str], input_ids: Sequence[Sequence[int]],
+                   answer_starts: Sequence[int]) -> list[int]:
+    """How many leading tokens of each QA's input_ids are the prompt text `{question} Answer:`.
+
+    Usually answer_tok_start. But when the value's first word has no token that carries its
+    leading space (a small BPE vocabulary), the space is a token of its own, answer_tok_start
+    points past it, and input_ids[:answer_tok_start] ends with a space the prompt text lacks.
+    The prompt is what a user (or lm-eval) feeds, so generation starts from its own tokens and
+    the model must produce that space itself. Byte-level BPE splits "Answer:" from the value, so
+    the prompt's tokens are a prefix of the text's; if a tokenizer breaks that, answer_tok_start.
+    """
+    encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    return [len(e) if list(ids[:len(e)]) == e else start
+            for e, ids, start in zip(encoded, input_ids, answer_starts)]
+
+
+def qa_rows(ds: Dataset, split: str, people: Sequence[int] | None = None) -> list[dict]:
+    """The QA rows of `split` (restricted to `people`): prompt tokens, the teacher-forced context
+    of the first answer token (input_ids[:answer_tok_start]) and that token."""
+    table = ds.qa.filter(pc.equal(ds.qa["split"], split))
+    if people is not None:
+        table = table.filter(pc.is_in(table["person_id"], value_set=pa.array(list(people), table["person_id"].type)))
+    cols = table.select(["person_id", "attribute", "answer", "prompt", "input_ids", "answer_tok_start"]).to_pydict()
+    lengths = prompt_lengths(ds.tokenizer, cols["prompt"], cols["input_ids"], cols["answer_tok_start"])
+    rows = []
+    for pid, attr, ans, ids, start, n in zip(cols["person_id"], cols["attribute"], cols["answer"], cols["input_ids"],
+                                             cols["answer_tok_start"], lengths):
+        rows.append({"person_id": pid, "attribute": attr, "answer": ans, "prompt_ids": ids[:n],
+                     "context_ids": ids[:start], "first_target": ids[start]})
+    return rows
+
+
+def max_answer_tokens(ds: Dataset) -> int:
+    """Longest tokenized answer in the dataset, period included (input_ids carry no EOS); a
+    separate space token (see prompt_lengths) is not counted, the +2 margin of callers covers it."""
+    lengths = pc.subtract(pc.list_value_length(ds.qa["input_ids"]), ds.qa["answer_tok_start"])
+    return int(pc.max(lengths).as_py())
+
+
+def evaluate_qa(model, tokenizer, ds: Dataset | str | Path, split: str = "test", people: Sequence[int] | None = None,
+                beams: int = 1, batch_size: int = 0, show_progress: bool = False) -> tuple[dict, list[dict]]:
+    """QA metrics of one split: ({"exact": per-attr, "first_token": per-attr, counts}, predictions)."""
+    ds = ds if isinstance(ds, Dataset) else Dataset(ds)
+    if split not in SPLITS:
+        raise KnowlabError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
+    rows = qa_rows(ds, split, people)
+    if not rows:
+        raise KnowlabError(f"{ds.path}: no QA rows in split '{split}'")
+    base = unwrap(model)
+    vocab = base.get_output_embeddings().weight.shape[0]
+    stops = stop_token_mask(tokenizer, vocab)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prompts = [r["prompt_ids"] for r in rows]
+    max_new = max_answer_tokens(ds) + 2
+    if beams > 1:
+        gens = beam_generate(base, prompts, max_new, stops, pad, beams, batch_size, show_progress)
+    else:
+        gens = greedy_generate(base, prompts, max_new, stops, pad, batch_size, show_progress)
+    # First-token accuracy: teacher-forced argmax at answer_tok_start. Where the context is the
+    # prompt itself (the usual case) greedy's first step is that argmax; otherwise one more pass.
+    redo = [i for i, r in enumerate(rows) if beams > 1 or len(r["context_ids"]) != len(r["prompt_ids"])]
+    firsts = [g[0] for g in gens]
+    if redo:
+        again = greedy_generate(base, [rows[i]["context_ids"] for i in redo], 1, stops, pad, batch_size)
+        for i, g in zip(redo, again):
+            firsts[i] = g[0]
+    preds = []
+    for r, g, f in zip(rows, gens, firsts):
+        answer = answer_from_tokens(g, tokenizer)
+        preds.append({"person_id": r["person_id"], "attribute": r["attribute"], "split": split,
+                      "answer": r["answer"], "prediction": answer, "exact": answer == r["answer"],
+                      "first_token": f == r["first_target"]})
+    metrics = {"questions": len(rows), "people": len({r["person_id"] for r in rows}),
+               "exact": per_attribute(preds, "exact"), "first_token": per_attribute(preds, "first_token")}
+    return metrics, preds
+
+
+def evaluate(model, tokenizer, data: Dataset | str | Path, splits: Sequence[str] = ("test",), beams: int = 1,
+             batch_size: int = 0, max_people: int | None = None, bio: bool = True, seed: int = 0,
+             show_progress: bool = False) -> tuple[dict, list[dict]]:
+    """QA exact match, QA first-token accuracy and BIO memorisation for each split.
+
+    Returns (result, predictions); `result["splits"][split]` holds {"exact", "first_token",
+    "bio_first_token"} each as {attribute: accuracy in [0, 1], "mean": ...}.
+    """
+    from knowlab.eval.bio import bio_first_token
+
+    ds = data if isinstance(data, Dataset) else Dataset(data)
+    was_training = model.training
+    model.eval()
+    result: dict = {"data": str(ds.path), "beams": beams, "max_new_tokens": max_answer_tokens(ds) + 2,
+                    "max_people": max_people, "seed": seed, "splits": {}}
+    predictions: list[dict] = []
+    try:
+        for split in splits:
+            people = sample_people(ds, split, max_people, seed)
+            metrics, preds = evaluate_qa(model, tokenizer, ds, split, people, beams, batch_size, show_progress)
+            if bio:
+                metrics["bio_first_token"] = bio_first_token(model, ds, split, people, batch_size=batch_size)
+            result["splits"][split] = metrics
+            predictions.extend(preds)
+    finally:
+        model.train(was_training)
+    return result, predictions

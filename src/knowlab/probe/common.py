@@ -1,0 +1,332 @@
+"""Shared machinery of P- and Q-probing ([P] Section 5, App. E and F).
+
+A probe reads the hidden states of a *frozen* pretrained model at a few positions of an input
+and trains, per task, a low-rank update of the token embedding (E + U V, U: vocab x r, V: r x d,
+U starts at 0 so the model starts exactly as pretrained), a norm with affine parameters and a
+linear classifier per (task, read position). P-probing reads six positions of a bio entry
+(LayerNorm, rank 2, batch 50); Q-probing reads one position, the end of a name query (BatchNorm,
+rank 16, batch 200). Both use the same 11 tasks and AdamW (eps 1e-6, wd 0.3, lr 1e-3, no
+warm-up, linear decay to 0), with dropout on in the frozen model while the probe trains.
+
+The training loop, and the cost of per-task versus shared embedding updates, are in
+`knowlab.probe.engine`.
+
+Any model works whose forward takes `inputs_embeds`, `attention_mask` and
+`output_hidden_states=True` and returns HF-style `hidden_states` (a tuple, index 0 = the
+embedding output, -1 = the last layer), with `get_input_embeddings()`. HF causal LMs are called
+through `base_model`, which skips the LM head over every position.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from knowlab.data.schema import ATTRIBUTES, SHORT
+from knowlab.errors import KnowlabError
+from knowlab.train.optim import OptimConfig
+
+# The paper's 11 tasks: birth month (the first-token task of the birth date), then first token
+# and whole value of each of the other five attributes.
+TASKS: tuple[str, ...] = ("birth_month",) + tuple(
+    f"{a}_{kind}" for a in ATTRIBUTES[1:] for kind in ("first", "whole"))
+TASK_LABELS: dict[str, str] = {"birth_month": "first b_month"} | {
+    f"{a}_{kind}": f"{kind} {SHORT[a]}" for a in ATTRIBUTES[1:] for kind in ("first", "whole")}
+
+
+@dataclass
+class ProbeOptimConfig(OptimConfig):
+    """The probes' AdamW: wd 0.3, eps 1e-6, lr 1e-3, no warm-up, linear decay to 0 (betas and
+    clipping are not stated in the paper; PyTorch's default betas, no clipping)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.3
+    eps: float = 1e-6
+    beta2: float = 0.999
+    warmup_steps: int = 0
+    schedule: Literal["cosine", "linear", "constant"] = "linear"
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 0.0
+
+
+@dataclass
+class ProbeConfig:
+    """Paper defaults of P-probing; `QProbeConfig` changes what differs for Q-probing."""
+
+    steps: int = 30_000
+    batch_size: int = 50
+    rank: int = 2  # rank of the embedding update; 0 = none
+    norm: Literal["layernorm", "batchnorm"] = "layernorm"
+    share_embedding_update: bool = False  # true: one update for all tasks, one forward (see docstring)
+    layer: int | Literal["all"] = -1  # hidden_states index (0 = embeddings, -1 = last) or all of them
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    dropout: bool = True  # dropout on in the frozen model while the probe trains, as in the paper
+    train_fraction: float = 1.0  # share of P_train people the probe trains on
+    max_test_people: int = 0  # evaluate on at most this many P_test people (0 = all)
+    max_train_eval: int = 1000  # examples of the training people to report train accuracy on
+    eval_batch_size: int = 200
+    micro_batch: int = 0  # split a step's batch into chunks (gradient accumulation); 0 = no split
+    optim: ProbeOptimConfig = field(default_factory=ProbeOptimConfig)
+    seed: int = 0
+    device: str = "auto"  # auto = cuda when available
+    amp: bool = True  # bf16 autocast of the frozen forward on CUDA
+    threads: int = 0  # CPU threads for torch (process-wide); 0 = leave as is
+
+    def validate(self) -> None:
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks:
+            raise KnowlabError(f"tasks: unknown task '{bad[0] if bad else ''}'; valid: {', '.join(TASKS)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise KnowlabError("tasks: each task at most once")
+        for key in ("steps", "batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise KnowlabError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.rank < 0:
+            raise KnowlabError(f"rank must be 0 or more, got {self.rank}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise KnowlabError(f"train_fraction must be within (0, 1], got {self.train_fraction}")
+        if min(self.micro_batch, self.max_test_people, self.max_train_eval, self.threads) < 0:
+            raise KnowlabError("micro_batch, max_test_people, max_train_eval and threads must be 0 or more")
+
+
+@dataclass
+class PProbeConfig(ProbeConfig):
+    pass
+
+
+@dataclass
+class QProbeConfig(ProbeConfig):
+    batch_size: int = 200
+    rank: int = 16
+    norm: Literal["layernorm", "batchnorm"] = "batchnorm"
+
+
+@dataclass
+class ProbePreset:
+    """A preset file (`configs/probe/<name>.yaml`): one section per probe kind."""
+
+    p: PProbeConfig = field(default_factory=PProbeConfig)
+    q: QProbeConfig = field(default_factory=QProbeConfig)
+
+
+def load_probe_config(kind: str, preset: str | None = None, path: str | Path | None = None,
+                      overrides: dict[str, Any] | None = None) -> ProbeConfig:
+    """The `kind` ('p' or 'q') section of a preset or YAML file; overrides may omit the `p.` prefix."""
+    from knowlab.config import load, preset_path
+
+    if preset and path:
+        raise KnowlabError("give either a preset or a config file, not both")
+    src = path or (preset_path("probe", preset) if preset else None)
+    fixed = {(k if k.split(".")[0] in ("p", "q") else f"{kind}.{k}"): v for k, v in (overrides or {}).items()}
+    return getattr(load(ProbePreset, src, fixed), kind)
+
+
+# ---- data: labels and examples --------------------------------------------------------------
+
+@dataclass
+class Labels:
+    """Dense class index of every person for every task."""
+
+    tasks: list[str]
+    person_ids: np.ndarray  # (n_people,)
+    classes: np.ndarray  # (n_people, T) int64
+    n_classes: list[int]
+
+    def of(self, person_ids: np.ndarray) -> np.ndarray:
+        """(n,) person ids -> (n, T) classes."""
+        row = {int(p): i for i, p in enumerate(self.person_ids)}
+        return self.classes[[row[int(p)] for p in person_ids]]
+
+
+def list_column(table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A list<int> column as (flat values, offsets), so row i is values[off[i]:off[i+1]]."""
+    col = table.column(name).combine_chunks()
+    return col.values.to_numpy(), col.offsets.to_numpy()
+
+
+def build_labels(ds, tasks: list[str]) -> Labels:
+    """Classes of every task, computed once. The first token of a value is the token the model
+    saw in the person's first bio entry, so any tokenizer's convention is honoured."""
+    people = ds.people
+    ids = people.column("id").to_numpy()
+    bios = ds.bios
+    bio_pid = bios.column("person_id").to_numpy()
+    uniq, first_row = np.unique(bio_pid, return_index=True)
+    missing = np.setdiff1d(ids, uniq)
+    if len(missing):
+        raise KnowlabError(f"{ds.path}: person {missing[0]} has no bio entry; probing needs one per person")
+    row_of = first_row[np.searchsorted(uniq, ids)]  # (n_people,) first bio row of each person
+    values, offsets = list_column(bios, "input_ids")
+    classes, n_classes = [], []
+    for task in tasks:
+        if task == "birth_month":
+            raw = people.column("birth_month").to_numpy()
+        else:
+            attr, kind = task.rsplit("_", 1)
+            if kind == "first":
+                raw = values[offsets[row_of] + bios.column(f"{attr}_tok_start").to_numpy()[row_of]]
+            else:
+                raw = np.asarray(people.column(attr).to_pylist(), dtype=object)
+        _, dense = np.unique(raw, return_inverse=True)
+        classes.append(dense.reshape(-1))
+        n_classes.append(int(dense.max()) + 1)
+    return Labels(list(tasks), ids, np.stack(classes, 1).astype(np.int64), n_classes)
+
+
+def split_people(ds, cfg: ProbeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Probe-train people (P_train, or a seeded share of it) and held-out people (P_test)."""
+    ids = ds.people.column("id").to_numpy()
+    split = np.asarray(ds.people.column("split").to_pylist())
+    train, test = ids[split == "train"], ids[split == "test"]
+    if not len(train) or not len(test):
+        raise KnowlabError(f"{ds.path}: probing needs people in both P_train and P_test "
+                           f"(has {len(train)} and {len(test)})")
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.train_fraction < 1.0:
+        train = np.sort(rng.choice(train, max(1, round(cfg.train_fraction * len(train))), replace=False))
+    if cfg.max_test_people and len(test) > cfg.max_test_people:
+        test = np.sort(rng.choice(test, cfg.max_test_people, replace=False))
+    return train, test
+
+
+@dataclass
+class Examples:
+    """Probe inputs: token sequences, where to read them, and the targets."""
+
+    ids: list[np.ndarray]  # token ids of each example (variable length)
+    pos: np.ndarray  # (n, P) read positions
+    y: np.ndarray  # (n, T) class per task
+    person: np.ndarray  # (n,) person id
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, idx, pad_id: int, device):
+        import torch
+
+        seqs = [self.ids[i] for i in idx]
+        S = max(len(s) for s in seqs)
+        ids = np.full((len(seqs), S), pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), S), dtype=np.int64)
+        for r, s in enumerate(seqs):  # right padding: causal positions before the pad are unchanged
+            ids[r, : len(s)] = s
+            mask[r, : len(s)] = 1
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+        # No padding, no mask: lets attention take its fast unmasked (causal) path.
+        return t(ids), (None if mask.all() else t(mask)), t(self.pos[idx]), t(self.y[idx])
+
+
+# ---- model ----------------------------------------------------------------------------------
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """An HF model folder, or a run folder holding one at model/."""
+    path = Path(path)
+    for cand in (path / "model", path):
+        if (cand / "config.json").is_file():
+            return cand
+    raise KnowlabError(f"{path}: no model found (expected an HF model folder with config.json, "
+                       "or a run folder with model/config.json)")
+
+
+def default_out(model_dir: str | Path) -> Path:
+    """Where outputs go by default: the run folder (next to RUN/model), else the model folder."""
+    path = Path(model_dir)
+    folder = resolve_model_dir(path)
+    return folder.parent if folder != path or folder.name == "model" else folder
+
+
+def load_model(path: str | Path):
+    from transformers import AutoModelForCausalLM
+
+    from transformers.utils import logging as hf_logging
+
+    folder = resolve_model_dir(path)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a bar per load would bury the probe's own output
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise KnowlabError(f"{folder}: not a loadable HF model ({str(exc).splitlines()[0]})") from None
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def majority_baseline(train_y: np.ndarray, test_y: np.ndarray) -> np.ndarray:
+    """(T,) accuracy on `test_y` of always answering the commonest class of `train_y`."""
+    return np.array([np.mean(test_y[:, t] == np.bincount(train_y[:, t]).argmax()) for t in range(train_y.shape[1])])
+
+
+def run_probe(kind: str, model, data, cfg: ProbeConfig, make_examples, position_names: list[str],
+              show_progress: bool | None = False) -> dict:
+    """Everything P- and Q-probing share: data, labels, split, training, the result dict."""
+    from knowlab.config import to_dict
+    from knowlab.data.dataset import Dataset
+    from knowlab.io import code_version
+    from knowlab.probe.engine import train_probe
+
+    t0 = time.time()
+    ds = data if isinstance(data, Dataset) else Dataset(data)
+    model_path = None
+    if isinstance(model, (str, Path)):
+        model_path, model = str(resolve_model_dir(model)), load_model(model)
+    labels = build_labels(ds, cfg.tasks)
+    train_people, test_people = split_people(ds, cfg)
+    train = make_examples(ds, train_people, labels)
+    test = make_examples(ds, test_people, labels)
+    tok = ds.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    out = train_probe(model, train, test, labels.n_classes, len(position_names), cfg, pad_id,
+                      desc=f"{kind}-probe", show_progress=show_progress)
+    baseline = majority_baseline(train.y, test.y)
+
+    def per_task(acc):  # (T, P) -> {task: [per position]} for P, {task: value} for Q
+        return {t: (acc[i].round(5).tolist() if kind == "p" else round(float(acc[i, 0]), 5))
+                for i, t in enumerate(cfg.tasks)}
+
+    name = "model"
+    if model_path:
+        name = Path(model_path).parent.name if Path(model_path).name == "model" else Path(model_path).name
+    result = {
+        "kind": kind,
+        "name": name,
+        "model": model_path,
+        "data": str(ds.path),
+        "variant": ds.manifest.get("config", {}).get("variant"),
+        "tasks": list(cfg.tasks),
+        "task_labels": {t: TASK_LABELS[t] for t in cfg.tasks},
+        "positions": position_names,
+        "layer": out["layers"][-1],
+        "layers": out["layers"],
+        "accuracy": per_task(out["test"][-1]),
+        "train_accuracy": per_task(out["train"][-1]),
+        "baseline": {t: round(float(b), 5) for t, b in zip(cfg.tasks, baseline)},
+        "n_classes": dict(zip(cfg.tasks, labels.n_classes)),
+        "counts": {"train_people": len(train_people), "test_people": len(test_people),
+                   "train_examples": len(train), "test_examples": len(test)},
+        "loss": out["loss"],
+        "config": to_dict(cfg),
+        "code_version": code_version(),
+        "seconds": {"train": out["train_seconds"], "total": round(time.time() - t0, 2)},
+    }
+    if len(out["layers"]) > 1:
+        result["accuracy_by_layer"] = {str(l): per_task(a) for l, a in zip(out["layers"], out["test"])}
+    return result
+
+
+def write_result(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    """`{kind}_probe.json` and `{kind}_probe.png` in `out_dir`, each written atomically."""
+    from knowlab.io import write_json_atomic
+    from knowlab.probe import plots
+
+    out = Path(out_dir)
+    kind = result["kind"]
+    fig = plots.plot_p_probe(result) if kind == "p" else plots.plot_q_probe({result.get("name") or "model": result})
+    json_path, png_path = out / f"{kind}_probe.json", out / f"{kind}_probe.png"
+    write_json_atomic(json_path, result)
+    plots.save(fig, png_path)
+    return json_path, png_path

@@ -1,0 +1,65 @@
+"""The pretraining config. Defaults are the paper's ([P] App. C): GPT2-small with rotary,
+96 sequences x 512 tokens per step, 80,000 steps, AdamW lr 1e-3, 1,000 warm-up steps, cosine
+decay to 1e-4. The window length is `model.context` (one field, so the two cannot disagree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from knowlab.errors import KnowlabError
+from knowlab.models.presets import ModelConfig
+from knowlab.train.optim import OptimConfig
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 80_000
+    batch: int = 96  # global batch in sequences of model.context tokens, over all ranks
+    micro_batch: int = 0  # sequences per forward on one rank; 0 = the whole per-rank batch
+    seed: int = 0  # model init, data order, mixed-training window choice
+    # Mixed training ([P] Section 3): the share of windows made of P_train QAs; 0 = bios only.
+    qa_ratio: float = 0.0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False  # torch.compile the model (worth it on GPU, not for short CPU runs)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0  # torch.set_num_threads; 0 leaves torch's default
+    deterministic: bool = False  # torch.use_deterministic_algorithms (bitwise resume on GPU)
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun; a single process wraps nothing
+    checkpoint_every: int = 1000  # steps; 0 = only the final export
+    keep_last: int = 2  # checkpoints kept on disk
+    log_every: int = 10  # steps between metrics.jsonl lines
+    eval_every: int = 0  # steps between evaluation hooks; 0 = only at the end
+
+    def validate(self) -> None:
+        for key in ("steps", "batch"):
+            if getattr(self, key) < 1:
+                raise KnowlabError(f"{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("micro_batch", "threads", "checkpoint_every", "eval_every"):
+            if getattr(self, key) < 0:
+                raise KnowlabError(f"{key} must be 0 or more, got {getattr(self, key)}")
+        if self.keep_last < 1:
+            raise KnowlabError(f"keep_last must be at least 1, got {self.keep_last}")
+        if self.log_every < 1:
+            raise KnowlabError(f"log_every must be at least 1, got {self.log_every}")
+        if not 0.0 <= self.qa_ratio <= 1.0:
+            raise KnowlabError(f"qa_ratio must be within [0, 1], got {self.qa_ratio}")
+        if self.model.context < 2:
+            raise KnowlabError(f"model.context must be at least 2, got {self.model.context}")
+
+    def per_rank(self, world: int) -> tuple[int, int]:
+        """(sequences per rank per step, micro-batches per step) for `world` ranks."""
+        if self.batch % world:
+            raise KnowlabError(f"batch ({self.batch}) must be divisible by the number of processes ({world})")
+        local = self.batch // world
+        micro = self.micro_batch or local
+        if local % micro:
+            raise KnowlabError(f"the per-process batch ({local}) must be divisible by micro_batch ({micro})")
+        return local, local // micro
+
+
+# Fields that change what a run computes; resuming under different values is refused.
+RESULT_KEYS = ("model", "optim", "steps", "batch", "seed", "qa_ratio")

@@ -1,0 +1,255 @@
+"""QA finetuning ([P] App. D): LoRA (default) or full finetuning on the P_train QAs.
+
+Each example is a QA text `{question} Answer: {value}.` followed by EOS. The loss covers the
+answer tokens only: every token after the prompt's (" value", the period, EOS);
+the prompt and the right padding are labelled -100. Batches draw examples without replacement
+(a fresh shuffle per epoch). Paper defaults: AdamW eps 1e-6, wd 0.01, no warm-up, cosine to 10%
+of the lr, batch 48, 50,000 steps; LoRA lr 3e-4 with r = 8 on q/v and r' = 128 on the embedding.
+
+A run folder OUT (written atomically: it appears whole at the end):
+    model/        merged HF model + tokenizer (AutoModelForCausalLM loads it offline)
+    adapter/      the peft LoRA adapter (LoRA only); PeftModel.from_pretrained(base, adapter)
+    run.json      resolved config, code version, seeds, machine, base model and data paths
+    metrics.jsonl step, loss, lr every log_every steps; eval hook metrics every eval_every
+    eval_qa.json  final evaluation (QA exact match, first token, BIO memorisation) if final_eval,
+                  with eval_qa.md (the tables) and eval_predictions.jsonl (one line per question)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pyarrow.compute as pc
+import torch
+import torch.nn.functional as F
+
+from knowlab.config import to_dict
+from knowlab.data.dataset import Dataset
+from knowlab.errors import KnowlabError
+from knowlab.io import atomic_dir, run_metadata, write_json_atomic, write_text_atomic
+from knowlab.progress import progress
+from knowlab.train.lora import LoraSettings, apply_lora, merge
+from knowlab.train.optim import OptimConfig, build_optimizer, build_scheduler
+
+
+@dataclass
+class FinetuneOptimConfig(OptimConfig):
+    """OptimConfig with the finetuning defaults; lr None picks the method's lr (see FinetuneConfig)."""
+
+    lr: float | None = None  # type: ignore[assignment]
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+
+    def validate(self) -> None:
+        if self.lr is not None and self.lr <= 0:
+            raise KnowlabError(f"optim.lr must be positive, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise KnowlabError(f"optim.warmup_steps must be 0 or more, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise KnowlabError(f"optim.min_lr_ratio must be within [0, 1], got {self.min_lr_ratio}")
+
+
+@dataclass
+class FinetuneConfig:
+    method: Literal["lora", "full"] = "lora"
+    steps: int = 50_000
+    batch_size: int = 48
+    # optim.lr, when set, overrides both. Separate defaults because full finetuning wants a cooler
+    # lr: the paper's LoRA lr is 3e-4; of its full-finetune grid {1e-3, 3e-4, 1e-4}, 1e-4 worked
+    # on CALIBRATION.md's models and hotter or longer runs lost QA accuracy.
+    lora_lr: float = 3e-4
+    full_lr: float = 1e-4
+    optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    seed: int = 0  # LoRA init and example order
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0  # torch.set_num_threads; 0 leaves torch's default
+    log_every: int = 10
+    eval_every: int = 0  # steps between eval hooks on samples of P_train/P_test; 0 = end only
+    eval_people: int = 200  # people per split sampled by the periodic eval hooks
+    final_eval: bool = True  # evaluate the finished model on both splits -> OUT/eval_qa.json
+    final_eval_people: int = 0  # people per split in the final eval; 0 = all
+    beams: int = 1  # final eval decoding: 1 greedy, >1 beam search (the paper uses 4)
+
+    def validate(self) -> None:
+        for key in ("steps", "batch_size", "log_every", "beams"):
+            if getattr(self, key) < 1:
+                raise KnowlabError(f"{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("eval_every", "eval_people", "final_eval_people", "threads"):
+            if getattr(self, key) < 0:
+                raise KnowlabError(f"{key} must be 0 or more, got {getattr(self, key)}")
+        for key in ("lora_lr", "full_lr"):
+            if getattr(self, key) <= 0:
+                raise KnowlabError(f"{key} must be positive, got {getattr(self, key)}")
+
+    def lr(self) -> float:
+        if self.optim.lr is not None:
+            return self.optim.lr
+        return self.lora_lr if self.method == "lora" else self.full_lr
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+def qa_examples(ds: Dataset, split: str = "train") -> list[tuple[list[int], int]]:
+    """(token ids of the QA text + EOS, index of the first answer token) for each QA of `split`.
+
+    The answer starts right after the prompt text's tokens (`prompt_lengths`): where the value's
+    leading space is a token of its own, the model learns to emit it, as generation requires.
+    """
+    from knowlab.eval.qa import prompt_lengths
+
+    table = ds.qa.filter(pc.equal(ds.qa["split"], split)).select(["prompt", "input_ids", "answer_tok_start"])
+    eos = ds.tokenizer.eos_token_id
+    cols = table.to_pydict()
+    starts = prompt_lengths(ds.tokenizer, cols["prompt"], cols["input_ids"], cols["answer_tok_start"])
+    return [(ids + [eos], start) for ids, start in zip(cols["input_ids"], starts)]
+
+
+def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids, attention_mask, and labels: answer tokens and EOS, else -100."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    for row, (seq, start) in enumerate(examples):
+        ids[row, :len(seq)] = torch.as_tensor(seq)
+        mask[row, :len(seq)] = 1
+        labels[row, start:len(seq)] = ids[row, start:len(seq)]
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def batches(n: int, batch_size: int, seed: int):
+    """Endless index batches: each epoch a fresh permutation, drawn without replacement."""
+    gen = torch.Generator().manual_seed(seed)
+    pending: list[int] = []
+    while True:
+        while len(pending) < batch_size:
+            pending += torch.randperm(n, generator=gen).tolist()
+        yield pending[:batch_size]
+        pending = pending[batch_size:]
+
+
+def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled (answer) tokens."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100)
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+def load_base(model_dir: str | Path, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from knowlab.eval.qa import check_tokenizer, resolve_model_dir
+
+    folder = resolve_model_dir(model_dir)
+    check_tokenizer(folder, tokenizer)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise KnowlabError(f"{folder}: not a loadable HF causal LM ({str(exc).splitlines()[0]})") from None
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab:
+        raise KnowlabError(f"{folder}: the model's vocabulary ({vocab}) is smaller than the dataset tokenizer's "
+                           f"({len(tokenizer)}); was it pretrained on this dataset?")
+    return model, folder
+
+
+def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Dataset, out: str | Path,
+             overwrite: bool = False, show_progress: bool = False) -> dict:
+    """Finetune `model_dir` (an HF folder or a run folder) on `data`'s P_train QAs into `out`.
+
+    Returns a summary: final loss, paths, and the final evaluation when cfg.final_eval.
+    """
+    from knowlab.eval.hooks import make_eval_hooks, run_hooks
+    from knowlab.eval.qa import evaluate, pick_device
+    from knowlab.eval.report import result_tables
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise KnowlabError(f"output folder already exists: {out} (pass --overwrite to replace it)")
+    ds = data if isinstance(data, Dataset) else Dataset(data)
+    tok = ds.tokenizer
+    examples = qa_examples(ds, "train")
+    if not examples:
+        raise KnowlabError(f"{ds.path}: no P_train QAs to finetune on")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    model, base_folder = load_base(model_dir, tok)
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    longest = max(len(ids) for ids, _ in examples)
+    if limit and longest > limit:
+        raise KnowlabError(f"a QA example has {longest} tokens but the model takes at most {limit} positions")
+    torch.manual_seed(cfg.seed)  # LoRA's A init; right before it, so loading cannot shift it
+    if cfg.method == "lora":
+        model = apply_lora(model, cfg.lora)
+    model.to(device).train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optim_cfg = FinetuneOptimConfig(**{**to_dict(cfg.optim), "lr": cfg.lr()})
+    optimizer = build_optimizer(trainable, optim_cfg)
+    scheduler = build_scheduler(optimizer, cfg.steps, optim_cfg)
+    hooks = make_eval_hooks(ds, every=0, max_people=cfg.eval_people, seed=cfg.seed) if cfg.eval_every else []
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    order = batches(len(examples), cfg.batch_size, cfg.seed)
+
+    with atomic_dir(out, overwrite=overwrite) as tmp, contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(tmp / "metrics.jsonl", "w", encoding="utf-8"))
+        t0, running, seen, loss_value = time.time(), torch.zeros((), device=device), 0, float("nan")
+        bar = progress(range(1, cfg.steps + 1), desc=f"finetune {cfg.method}", disable=not show_progress)
+        for step in bar:
+            batch = {k: v.to(device) for k, v in collate([examples[i] for i in next(order)], pad).items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = answer_loss(model, batch)
+            loss.backward()
+            if optim_cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, optim_cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running, seen = running + loss.detach(), seen + 1  # no GPU sync until a log step
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                loss_value = running.item() / seen
+                row = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
+                       "elapsed_s": round(time.time() - t0, 3)}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                running, seen = torch.zeros((), device=device), 0
+            if hooks and (step % cfg.eval_every == 0 or step == cfg.steps):
+                log.write(json.dumps({"step": step, **run_hooks(hooks, step, model, tok)}) + "\n")
+                log.flush()
+        stack.close()
+        train_s = time.time() - t0
+
+        if cfg.method == "lora":
+            model.save_pretrained(str(tmp / "adapter"), save_embedding_layers=False)
+            model = merge(model)
+        model.eval()
+        model.save_pretrained(str(tmp / "model"))
+        tok.save_pretrained(str(tmp / "model"))
+        meta = run_metadata(to_dict(cfg), {"seed": cfg.seed})
+        meta.update({"kind": "knowlab-finetune", "base_model": str(base_folder), "data": str(ds.path),
+                     "effective_lr": cfg.lr(), "examples": len(examples),
+                     "trainable_parameters": sum(p.numel() for p in trainable),
+                     "train_seconds": round(train_s, 2), "final_loss": loss_value})
+        write_json_atomic(tmp / "run.json", meta)
+        summary = {"out": str(out), "final_loss": loss_value, "train_seconds": round(train_s, 2)}
+        if cfg.final_eval:
+            result, preds = evaluate(model, tok, ds, splits=("train", "test"), beams=cfg.beams,
+                                 max_people=cfg.final_eval_people or None, seed=cfg.seed, show_progress=show_progress)
+            result["model"] = str(out / "model")
+            write_json_atomic(tmp / "eval_qa.json", result)
+            write_text_atomic(tmp / "eval_qa.md", result_tables(result, name=out.name) + "\n")
+            with open(tmp / "eval_predictions.jsonl", "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in preds)
+            summary["eval"] = result
+    return summary

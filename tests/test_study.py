@@ -1,0 +1,83 @@
+"""Studies: the paper plan (dry run), an end-to-end plumbing smoke of every study, caching, and
+the tiny augmentation study's thresholds (slow: about 15 minutes on a 2-core CPU)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Everything tiny: the smoke checks that every stage runs and the report renders, not the science.
+SMOKE = [
+    "data.people=24", "data.vocab_size=400",
+    "pretrain.steps=4", "pretrain.batch=4", "pretrain.model.context=64", "pretrain.checkpoint_every=0",
+    "pretrain.optim.warmup_steps=1", "pretrain.eval_every=2",
+    "finetune.steps=2", "finetune.batch_size=4",
+    "probe.steps=3", "probe.batch_size=8",
+    "mixed_eval_every=2", "gbert_steps=3",
+]
+
+
+def knowlab(*args, env=None, timeout=1200):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "knowlab.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_paper_dry_run_prints_the_plan_without_training(tmp_path):
+    r = knowlab("study", "run", "augmentation", "--preset", "paper", "--dry-run", "--out", str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    assert "80,000" in r.stdout and "3,932,160,000" in r.stdout  # 80k steps x 96 x 512 per model
+    assert "Estimated pretraining time" in r.stdout
+    assert r.stdout.count("pretrain ") == 16  # the 16 variants of Figure 3
+    assert not (tmp_path / "s").exists()
+
+
+def test_bad_study_arguments_are_one_line(tmp_path):
+    r = knowlab("study", "run", "augmentation", "--preset", "huge", "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and "unknown study preset 'huge'" in r.stderr and "Traceback" not in r.stderr
+    r = knowlab("study", "run", "augmentation", "--seeds", "a,b", "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and "--seeds" in r.stderr
+    r = knowlab("study", "report", str(tmp_path))
+    assert r.returncode == 2 and "not a study folder" in r.stderr
+
+
+def test_every_study_runs_end_to_end_and_the_report_renders(tmp_path):
+    out = tmp_path / "smoke"
+    r = knowlab("study", "run", "all", "--preset", "tiny", "--out", str(out), *SMOKE)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for heading in ("Results 2-3", "Result 1: mixed", "Results 4-5", "Result 6", "Mixed training at scale"):
+        assert heading in report
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {r["study"] for r in rows} >= {"augmentation", "mixed", "probing-p", "probing-q", "celebrity"}
+    # a rerun finds every run cached and does no work
+    r2 = knowlab("study", "run", "all", "--preset", "tiny", "--out", str(out), *SMOKE)
+    assert r2.returncode == 0 and "start " not in r2.stdout
+    plan = json.loads((out / "study.json").read_text())
+    assert all((out / (run["output"][2:] + ".done.json")).is_file() for run in plan["runs"])
+
+
+@pytest.mark.slow
+def test_tiny_augmentation_study_shows_the_paper_effect(tmp_path):
+    """The README's main command: single must fail to extract, multi5+permute+fullname succeed."""
+    out = tmp_path / "tiny"
+    r = knowlab("study", "run", "augmentation", "--preset", "tiny", "--out", str(out), timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+
+    def value(study, name, metric):
+        hits = [float(r["value"]) for r in rows if r["study"] == study and r["name"] == name
+                and r["split"] == "test" and r["metric"] == metric and r["attribute"] == "mean"]
+        assert len(hits) == 1, (study, name, metric)
+        return hits[0]
+
+    for variant in ("single", "multi5+permute+fullname"):
+        assert value("augmentation-pretrained", variant, "bio_first_token") >= 0.95
+    assert value("augmentation", "single", "exact") <= 0.15
+    assert value("augmentation", "multi5+permute+fullname", "exact") >= 0.50
