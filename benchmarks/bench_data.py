@@ -7,18 +7,20 @@ corpus, token ids and token spans, Parquet) in at most 30 s wall, peak memory re
     python benchmarks/bench_data.py --mode cli --repeat 3
     python benchmarks/bench_data.py --check              # correctness checks only (small N, ~1 min)
 
-In-process, `write_dataset(..., timings=...)` reports its phases on the main thread's clock:
-render (people, bios and QA as segment arrays), columns (texts and the other non-token columns,
+In-process mode calls `write_dataset(..., timings=...)`, which reports its phases on the main
+thread's clock: render (people, bios and QA as segment arrays), columns (texts and the other non-token columns,
 while the BPE trains in a second thread), tokenizer (what is left of the training, and saving),
 tokenize (token ids of the distinct segments, checked against whole-text tokenization on a
 sample), write (gathering each row group's token ids, and writing bios.parquet and qa.parquet
-side by side), hash (sha256 of every file for the manifest). `train` is the BPE training itself
-and `rows` the token gathering, both overlapping the phases above. CPU is user + system seconds
+side by side), hash (sha256 of every file for the manifest). tokenizer_train is the BPE training
+itself and tokenize_rows the token gathering (summed over both writer threads), both overlapping
+the phases above. CPU is user + system seconds
 of the whole process (all threads); on a machine shared with other jobs wall time depends on the
 load, so the load average is printed before and after.
 
 The CLI mode times `knowlab data generate` as a subprocess: interpreter start, imports, everything.
-Peak RSS is ru_maxrss of this process or of its children.
+Both modes run in a fresh interpreter; CPU seconds and peak RSS (ru_maxrss) are that process's
+own, from wait4.
 
 --check: (1) the same config and seed give byte-identical files (every file, tokenizer included);
 (2) the columnar renderer gives exactly `Renderer.render`'s entries; (3) per-segment token ids and
@@ -32,7 +34,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -62,44 +63,56 @@ def load() -> str:
         return "n/a"
 
 
-def cpu_seconds(who=resource.RUSAGE_SELF) -> float:
-    r = resource.getrusage(who)
-    return r.ru_utime + r.ru_stime
+def spawn(cmd: list[str]) -> dict:
+    """Run `cmd`; its wall time, and CPU seconds and peak RSS of it alone (wait4), not of
+    earlier children or of this process."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,  # KiB on Linux
+            "stdout": stdout, "stderr": stderr.strip()}
 
 
-def peak_mb(who=resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
-
-
-def run_inprocess(people: int, variant: str, root: Path, seed: int) -> dict:
+def inprocess_child(people: int, variant: str, out: str, seed: int) -> None:
+    """In a fresh interpreter: write_dataset with its phase timings, printed as JSON."""
     from knowlab.config import from_dict
     from knowlab.data.config import DataConfig
     from knowlab.data.dataset import write_dataset
 
     cfg = from_dict(DataConfig, {"people": people, "variant": variant, "seed": seed})
     timings: dict = {}
-    out = root / "inprocess"
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    t0 = time.perf_counter()
     manifest = write_dataset(cfg, out, timings=timings)
     wall = time.perf_counter() - t0
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+    print(json.dumps({"wall_write_dataset": wall, "phases": timings, "counts": manifest["counts"], "size_mb": size / 2**20}))
+
+
+def run_inprocess(people: int, variant: str, root: Path, seed: int) -> dict:
+    out = root / "inprocess"
+    r = spawn([sys.executable, __file__, "--_child", str(out), "--people", str(people), "--variant", variant,
+               "--seed", str(seed)])
     shutil.rmtree(out)
-    return {"wall": wall, "cpu": cpu_seconds() - cpu0, "phases": timings, "counts": manifest["counts"],
-            "peak_mb": peak_mb(), "size_mb": size / 2**20}
+    r.update(json.loads(r.pop("stdout").strip().splitlines()[-1]))
+    return r
 
 
 def run_cli(people: int, variant: str, root: Path, seed: int) -> dict:
     out = root / "cli"
     cmd = [sys.executable, "-m", "knowlab.cli", "data", "generate", "--people", str(people),
            "--variant", variant, "--seed", str(seed), "--out", str(out)]
-    cpu0, t0 = cpu_seconds(resource.RUSAGE_CHILDREN), time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"knowlab data generate failed:\n{r.stderr}")
+    r = spawn(cmd)
     shutil.rmtree(out)
-    return {"wall": wall, "cpu": cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0, "peak_mb": peak_mb(resource.RUSAGE_CHILDREN),
-            "stderr": r.stderr.strip(), "cmd": " ".join(["knowlab", *cmd[3:-1], "DIR"])}
+    r["cmd"] = " ".join(["knowlab", *cmd[3:-1], "DIR"])
+    return r
 
 
 def check(n: int = 300) -> None:
@@ -174,9 +187,13 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--check", action="store_true", help="run the correctness checks instead")
+    ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if args._child:
+        inprocess_child(args.people, args.variant, args._child, args.seed)
+        return 0
     if args.check:
         check()
         return 0
@@ -191,8 +208,12 @@ def main() -> int:
                 r = (run_cli if mode == "cli" else run_inprocess)(args.people, args.variant, root, args.seed)
                 r.update(mode=mode, rep=rep, load_before=before, load_after=load())
                 results.append(r)
-                line = f"[{mode} #{rep + 1}] wall {r['wall']:.1f} s, CPU {r['cpu']:.1f} s, peak RSS {r['peak_mb']:.0f} MB, load {before} -> {r['load_after']}"
+                line = (f"[{mode} #{rep + 1}] wall {r['wall']:.1f} s, CPU {r['cpu']:.1f} s, peak RSS {r['peak_mb']:.0f} MB, "
+                        f"load {before} -> {r['load_after']}")
+                if r["stderr"]:
+                    line += f"\n    stderr: {r['stderr']!r}"
                 if mode == "inprocess":
+                    line += f"\n    write_dataset: {r['wall_write_dataset']:.1f} s (the rest is interpreter start and imports)"
                     p = r["phases"]
                     line += ("\n    main thread: " + ", ".join(f"{k} {p[k]:.2f}" for k in
                              ("render", "columns", "tokenizer", "tokenize", "write", "hash") if k in p)

@@ -2,6 +2,6 @@
 # The test command of the README: installs what it needs, then runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KNOWLAB_EXTRAS="test,lmeval" bash scripts/setup.sh
+KNOWLAB_EXTRAS="test,lmeval,serve" bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest -q "$@"

@@ -78,7 +78,7 @@ class Scripted:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self):
         self.httpd.shutdown()
@@ -269,3 +269,24 @@ def test_bior_end_to_end_through_transformers_serve(tmp_path, bior_lm):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _bior_wired() -> bool:
+    from knowlab.cli import build_parser
+
+    try:
+        build_parser().parse_args(["data", "generate", "--family", "bioR", "--out", "x"])
+        return True
+    except SystemExit:
+        return False
+
+
+@pytest.mark.skipif(not _bior_wired(), reason="`knowlab data generate --family bioR` is not wired into cli.py yet")
+def test_data_generate_family_bior_cli(tmp_path, random_lm, capsys):
+    out = tmp_path / "r"
+    argv = ["data", "generate", "--family", "bioR", "--rewriter", f"hf:{random_lm}", "--people", "2",
+            "--vocab-size", "400", "--max-attempts", "1", "--max-new-tokens", "8", "--out", str(out)]
+    assert main(argv) == 2  # an untrained model cannot write valid bios: a one-line error, no folder
+    err = capsys.readouterr().err
+    assert "2 bio(s) of 2 people failed the fact check" in err and "Traceback" not in err and not out.exists()
+    assert main(["data", "generate", "--rewriter", f"hf:{random_lm}", "--people", "2", "--out", str(out)]) == 2

@@ -93,6 +93,9 @@ def test_bior_folder_has_the_bios_layout_people_and_spans(tmp_path):
     for q in r.qa.to_pylist():  # QA tokens as bioS: the prompt tokenizes to a prefix
         assert tok(q["prompt"], add_special_tokens=False)["input_ids"] == q["input_ids"][:q["answer_tok_start"]]
     assert "bioR dataset" in (out / "README.md").read_text()
+    import datasets
+
+    assert datasets.load_dataset(str(out), "qa", split="train").num_rows == 36  # offline, from the card's YAML
     with pytest.raises(KnowlabError, match="already exists"):
         generate_bior(cfg, Biographer(cfg), out)
 

@@ -43,6 +43,12 @@ def _data_generate(args: argparse.Namespace) -> int:
         "per_exposure": args.per_exposure or None,
     }.items() if v is not None}
     cfg = load(DataConfig, path, {**flags, **_overrides(args)})
+    if args.family == "bioR":
+        from knowlab.augment.cli import run_bior
+
+        return run_bior(args, cfg)
+    if args.rewriter:
+        raise KnowlabError("--rewriter writes bioR bios; add --family bioR")
     manifest = write_dataset(cfg, args.out, overwrite=args.overwrite, show_progress=True)
     c = manifest["counts"]
     print(f"wrote {args.out}: {c['people']:,} people ({c['p_train']:,} P_train, {c['p_test']:,} P_test), "
@@ -70,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = sub.add_parser("data", help="generate and inspect datasets").add_subparsers(dest="action", required=True, parser_class=_Parser)
-    gen = data.add_parser("generate", help="generate a bioS dataset folder (Parquet + tokenizer + card)")
+    gen = data.add_parser("generate", help="generate a bioS or bioR dataset folder (Parquet + tokenizer + card)")
+    gen.add_argument("--family", choices=["bioS", "bioR"], default="bioS",
+                     help="bioS: template bios (default); bioR: bios written by a language model (needs --rewriter)")
     gen.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
     gen.add_argument("--preset", help="a data preset from configs/data (tiny, gpu-quick, paper)")
     gen.add_argument("--config", help="a YAML file of DataConfig keys")
@@ -86,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--vocab-size", type=int)
     gen.add_argument("--overwrite", action="store_true")
     gen.add_argument("overrides", nargs="*", help="key=value overrides of DataConfig")
+    from knowlab.augment.cli import add_bior_arguments  # argparse only: cheap to import
+
+    add_bior_arguments(gen)
     gen.set_defaults(func=_data_generate)
 
     show = data.add_parser("show", help="counts and a few rendered examples of a dataset folder")

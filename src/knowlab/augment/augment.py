@@ -143,8 +143,11 @@ def failed_path_for(out: str | Path) -> Path:
 
 def augment_file(input_path: str | Path, out: str | Path, rewriter: Rewriter | str, cfg: AugmentConfig | None = None,
                  cache: str | Path | None = None, show_progress: bool = False) -> Summary:
-    """Augment every document of `input_path` into `out` (appending; resumable). `cache`: an SQLite
-    file for generations (default `OUT.cache.sqlite`; not used by `shuffle`)."""
+    """Augment every document of `input_path` into `out` (appending; resumable).
+
+    `rewriter`: a SPEC string (its backend samples with `cfg.sampling`, and is closed at the end)
+    or a Rewriter (its own params; left open). `cache`: an SQLite file for generations (default
+    `OUT.cache.sqlite`; not used by `shuffle`)."""
     cfg = cfg or AugmentConfig()
     cfg.validate()
     rows = read_rows(input_path)
@@ -171,7 +174,10 @@ def augment_file(input_path: str | Path, out: str | Path, rewriter: Rewriter | s
         if isinstance(model, CachedRewriter):
             summary.cache_hits, summary.generated = model.hits, model.misses
     finally:
-        model.close()
+        if isinstance(model, CachedRewriter):
+            model.cache.close()
+        if not isinstance(rewriter, Rewriter):  # close only what was opened here from a SPEC
+            base.close()
     if failures:
         write_text_atomic(failed_path, "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures))
     elif failed_path.exists():

@@ -15,18 +15,19 @@ import sys
 from knowlab.errors import KnowlabError
 
 
-def _add_sampling(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+def _add_sampling(p: argparse.ArgumentParser, max_new_tokens: int, max_attempts: int) -> None:
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 is greedy (default 0.8)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
                    help=f"length cap of each rewrite (default {max_new_tokens})")
-    p.add_argument("--max-attempts", type=int, default=None,
-                   help="samples per copy before it is reported as failed (augment: 4, bioR: 8)")
+    p.add_argument("--max-attempts", type=int, default=max_attempts,
+                   help=f"samples per copy before it is reported as failed (default {max_attempts})")
 
 
 def register(sub, export) -> None:
-    p = sub.add_parser("augment", help="rewrite your own documents M times, keeping listed facts verbatim",
-                       description=__doc__.splitlines()[0])
+    what = "rewrite your own documents M times, keeping listed facts verbatim"
+    p = sub.add_parser("augment", help=what, description=f"Knowledge augmentation: {what}; a failing copy is "
+                       "retried, then reported in OUT.failed.jsonl. See docs/augment.md.")
     p.add_argument("input", help="JSONL: one {\"id\", \"text\", \"facts\": [...]} per line (optional name, pronoun)")
     p.add_argument("--out", required=True, help="output JSONL; rows are appended as they pass, a rerun resumes")
     p.add_argument("--rewriter", default=None,
@@ -39,7 +40,7 @@ def register(sub, export) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", help="SQLite file of generations (default OUT.cache.sqlite)")
     p.add_argument("--stop", action="append", default=[], help="cut each rewrite at this string (repeatable)")
-    _add_sampling(p, 512)
+    _add_sampling(p, 512, 4)
     p.set_defaults(func=_augment)
 
 
@@ -52,7 +53,7 @@ def _augment(args: argparse.Namespace) -> int:
         raise KnowlabError(f"--style {args.style} needs a model: pass --rewriter hf:DIR or --rewriter openai:URL#model=NAME")
     sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                               seed=args.seed, stop=list(args.stop))
-    cfg = AugmentConfig(style=args.style, copies=args.copies, max_attempts=args.max_attempts or 4,
+    cfg = AugmentConfig(style=args.style, copies=args.copies, max_attempts=args.max_attempts,
                         case_insensitive=args.case_insensitive, whole_words=args.whole_words,
                         language=args.language, seed=args.seed, sampling=sampling)
     summary = augment_file(args.input, args.out, spec, cfg, cache=args.cache, show_progress=True)
@@ -75,11 +76,7 @@ def add_bior_arguments(gen: argparse.ArgumentParser) -> None:
     g.add_argument("--on-failure", choices=["error", "drop"], default="error",
                    help="a person whose bio never passes: stop with an error (default) or leave them out")
     g.add_argument("--work-dir", help="generation cache and progress (default OUT.work)")
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--max-new-tokens", type=int, default=320)
-    g.add_argument("--max-attempts", type=int, default=8, help="samples per bio before the person fails (default 8)")
-
+    _add_sampling(g, 320, 8)
 
 def run_bior(args: argparse.Namespace, cfg) -> int:
     """`knowlab data generate --family bioR`: `cfg` is the DataConfig the command resolved."""

@@ -86,6 +86,7 @@ class OpenAIRewriter(Rewriter):
         self._abort = threading.Event()
         self.name = f"openai:{self.endpoint}"
         self.requests = 0  # attempts made, retries included
+        self._count = threading.Lock()
 
     @property
     def identity(self) -> str:
@@ -97,7 +98,8 @@ class OpenAIRewriter(Rewriter):
         """One attempt: the parsed JSON reply, `_Retry` for a transient failure, KnowlabError otherwise."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(url, data=data, headers=self.headers, method="GET" if body is None else "POST")
-        self.requests += 1
+        with self._count:
+            self.requests += 1
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 raw = resp.read()
@@ -156,7 +158,10 @@ class OpenAIRewriter(Rewriter):
             except (KeyError, TypeError):
                 raise _Retry(f"malformed response (no data[].id): {json.dumps(reply)[:160]}") from None
 
-        found = self._with_retries(url, None, names)
+        try:
+            found = self._with_retries(url, None, names)
+        except KnowlabError as exc:
+            raise KnowlabError(f"{exc}; could not ask the server for its model: name it with #model=NAME") from None
         if len(found) != 1:
             raise KnowlabError(f"{url}: the server has {len(found)} models ({', '.join(found[:5])}); "
                                "name one with #model=NAME in the rewriter spec")
@@ -228,8 +233,9 @@ class _Batcher:
             groups: dict[str, list] = {}
             for item in batch:
                 groups.setdefault(json.dumps(item[2].key(), sort_keys=True), []).append(item)
+            own = self.rewriter.params
             for items in groups.values():
-                self.rewriter.params = items[0][2]
+                self.rewriter.params = items[0][2]  # the request's sampling, for this call only
                 try:
                     outs = self.rewriter.rewrite([i[0] for i in items], [i[1] for i in items])
                     for item, out in zip(items, outs):
@@ -237,6 +243,8 @@ class _Batcher:
                 except Exception as exc:  # reported to each waiting request as HTTP 500
                     for item in items:
                         item[3].set_exception(exc)
+                finally:
+                    self.rewriter.params = own
 
     def close(self) -> None:
         self.jobs.put(None)
@@ -250,7 +258,8 @@ class RewriterServer:
         self.httpd, self.batcher = httpd, batcher
         host, port = httpd.server_address[:2]
         self.url = f"http://{host}:{port}/v1"
-        self.thread = threading.Thread(target=httpd.serve_forever, name="knowlab-server", daemon=True)
+        self.thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name="knowlab-server", daemon=True)
         self.thread.start()
 
     def close(self) -> None:

@@ -398,7 +398,7 @@ def _cat(ch: str) -> str:
 
 
 def _safe(left: str, right: tuple[str, str | None]) -> bool:
-    """Whether byte-level BPE always cuts a word between a segment ending in class `left` and
+    r"""Whether byte-level BPE always cuts a word between a segment ending in class `left` and
     one starting with classes `right` (its first char, and its second if the first is a space).
 
     The pre-tokenizer splits `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`:

@@ -207,7 +207,7 @@ class _Tokens:
             items = part.value_items()
             vseg = np.take_along_axis(flat_seg, items, axis=1)
             at = np.take_along_axis(before, items, axis=1)
-            return ids, offsets, at[:, :, None] + st.rel[vseg]
+            return ids, offsets, at[:, :, None] + st.rel[vseg][:, :, 1:]
         finally:
             self.seconds += time.perf_counter() - t0
 
@@ -218,8 +218,10 @@ class _Tokens:
         try:
             if st is None:
                 nchar = self.cols.segs.nchar[seg]
-                # where the answer starts: the text drops its first space, the answer's own space
-                starts = (np.cumsum(nchar, axis=1) - nchar)[np.arange(len(seg)), value_pos]
+                # The answer span starts at the space after "Answer:", so the prompt's tokens are a
+                # prefix (that space is where the answer's segment starts; the text drops its own
+                # first space).
+                starts = (np.cumsum(nchar, axis=1) - nchar)[np.arange(len(seg)), value_pos] - 1
                 lens = pc.utf8_length(texts).to_numpy()
                 ids, spans = encode_spans(self.tok, texts.to_pylist(),
                                           [[(a, n - 1)] for a, n in zip(starts.tolist(), lens.tolist())])

@@ -152,7 +152,9 @@ class SegmentTokens:
 
     lists: object  # pa.ListArray: segment -> its token ids
     length: np.ndarray  # int64 per segment: how many tokens it has
-    rel: np.ndarray  # (segments, 2) int64: token span [t0, t1) of a value segment's value
+    # (segments, 3) int64, for value segments: the token holding the segment's first character
+    # (the space of " value"), then the token span [t0, t1) of the value itself.
+    rel: np.ndarray
 
     def gather(self, seg: np.ndarray):
         """Token ids of rows of segments: (Arrow int32 ids back to back, row offsets (rows + 1),
@@ -192,19 +194,19 @@ def segment_tokens(tok, segs, words: SegmentWords | None = None) -> SegmentToken
     ctx = ["0" if w[:1].isalpha() else "a" for w in words.words]
     ctx_ids = {c: backend.encode(c, add_special_tokens=False).ids for c in ("a", "0")}
     encs = backend.encode_batch([c + w for c, w in zip(ctx, words.words)], add_special_tokens=False)
-    w_len, w_ids, w_first, w_last = [], [], [], []
+    w_len, w_ids, w_head, w_first, w_last = [], [], [], [], []
     for w, c, enc in zip(words.words, ctx, encs):
         ids, k = enc.ids, len(ctx_ids[c])
         if ids[:k] != ctx_ids[c]:
             return None  # the context merged into the word
+        head = enc.char_to_token(1)  # the word's first character (after the 1-char context)
         t0 = enc.char_to_token(1 + (w[:1] == " "))  # the first character after a leading space
-        t1 = enc.char_to_token(len(w))  # the word's last character (after the 1-char context)
-        if t0 is None or t1 is None:
-            return None
+        t1 = enc.char_to_token(len(w))  # the word's last character
         w_ids.extend(ids[k:])
         w_len.append(len(ids) - k)
-        w_first.append(t0 - k)
-        w_last.append(t1 + 1 - k)
+        w_head.append(-1 - k if head is None else head - k)
+        w_first.append(-1 - k if t0 is None else t0 - k)
+        w_last.append(-1 - k if t1 is None else t1 + 1 - k)
     w_len = np.asarray(w_len, dtype=np.int64)
     w_offsets = np.zeros(len(w_len) + 1, dtype=np.int32)
     np.cumsum(w_len, out=w_offsets[1:])
@@ -221,12 +223,16 @@ def segment_tokens(tok, segs, words: SegmentWords | None = None) -> SegmentToken
     lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
                                      word_lists.take(pa.array(seq)).flatten())
 
-    rel = np.full((len(strings), 2), -1, dtype=np.int64)
+    rel = np.full((len(strings), 3), -1, dtype=np.int64)
     values = np.array(sorted(i for i in segs.values if n_words[i] > 0), dtype=np.int64)
     if len(values):
         tok_before = np.cumsum(seq_tok) - seq_tok  # tokens before each word of seq, overall
-        last_at = first_word[values] + n_words[values] - 1
-        rel[values, 0] = np.asarray(w_first, dtype=np.int64)[seq[first_word[values]]]
-        rel[values, 1] = (tok_before[last_at] - offsets[values]
-                          + np.asarray(w_last, dtype=np.int64)[seq[last_at]])
+        first, last_at = seq[first_word[values]], first_word[values] + n_words[values] - 1
+        last = seq[last_at]
+        w_head, w_first, w_last = (np.asarray(x, dtype=np.int64) for x in (w_head, w_first, w_last))
+        if (w_head[first] < 0).any() or (w_first[first] < 0).any() or (w_last[last] < 1).any():
+            return None  # a value character maps to no token: let encode_spans say so
+        rel[values, 0] = w_head[first]
+        rel[values, 1] = w_first[first]
+        rel[values, 2] = tok_before[last_at] - offsets[values] + w_last[last]
     return SegmentTokens(lists=lists, length=length, rel=rel)
