@@ -91,7 +91,8 @@ class Plans:
         items = np.zeros((len(rows), width), dtype=np.int32)
         for k, r in enumerate(rows):
             items[k, : len(r)] = r
-        return Plans(list(literals), items, np.asarray(attr, dtype=np.int64), np.asarray(kind_base, dtype=np.int64))
+        return Plans(list(literals), items, np.asarray(attr, dtype=np.int64),
+                     np.asarray(kind_base, dtype=np.int64))
 
     @property
     def width(self) -> int:
@@ -105,9 +106,9 @@ class Plans:
     @cached_property
     def slot_col(self) -> np.ndarray:
         """(kinds, width): a literal's index, or -(1 + column of the person's slot table)."""
-        a = self.attr[:, None]
+        a, items = self.attr[:, None], self.items
         col = np.select(
-            [self.items == NAME_SPACED, self.items == NAME_BARE, self.items == VALUE_SPACED, self.items == VALUE_BARE],
+            [items == NAME_SPACED, items == NAME_BARE, items == VALUE_SPACED, items == VALUE_BARE],
             [0, 1, 2 + a, 2 + len(ATTRIBUTES) + a], default=-1)
         return np.where(self.items >= 0, self.items, -1 - col).astype(np.int32)
 
@@ -291,7 +292,8 @@ class BioColumns:
     def concat(parts: list[BioColumns]) -> BioColumns:
         width = max(p.seg.shape[2] for p in parts)
         segs = [np.pad(p.seg, ((0, 0), (0, 0), (0, width - p.seg.shape[2]))) for p in parts]
-        fields = {f: np.concatenate([getattr(p, f) for p in parts]) for f in BioColumns.__dataclass_fields__ if f != "seg"}
+        fields = {f: np.concatenate([getattr(p, f) for p in parts])
+                  for f in BioColumns.__dataclass_fields__ if f != "seg"}
         return BioColumns(seg=np.concatenate(segs), **fields)
 
 
@@ -481,7 +483,8 @@ def people_inputs(people: Sequence[Person], language: str):
     return [p.name for p in people], female, pronoun, values
 
 
-def entries_from_columns(cols: BioColumns, person_ids: np.ndarray, segs: Segments, chunk: int = 50_000) -> Iterator[Entry]:
+def entries_from_columns(cols: BioColumns, person_ids: np.ndarray, segs: Segments,
+                         chunk: int = 50_000) -> Iterator[Entry]:
     """`Entry` objects of columnar entries (for code that wants them one by one)."""
     for lo in range(0, len(cols), chunk):
         part = cols.take(slice(lo, lo + chunk))

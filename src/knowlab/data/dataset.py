@@ -96,7 +96,8 @@ def generate_columns(cfg: DataConfig) -> Columns:
         people.split = np.concatenate([np.where(is_train, "train", "test").astype(object),
                                        np.full(cfg.celebrities, "train", dtype=object)])
     else:
-        people.split = np.where(split_mask(total, cfg.train_fraction, rng["split"]), "train", "test").astype(object)
+        is_train = split_mask(total, cfg.train_fraction, rng["split"])
+        people.split = np.where(is_train, "train", "test").astype(object)
     names = people.names()
     segs = Segments()
     name_ids = segs.extend([" " + s for s in names])  # names are distinct: no interning needed

@@ -85,11 +85,12 @@ class PeopleColumns:
 
     def select(self, rows) -> PeopleColumns:
         """The people at `rows` (a boolean mask or an index array)."""
-        return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self) if f.init and f.name != "pools"})
+        return replace(self, **{f.name: getattr(self, f.name)[rows]
+                                for f in fields(self) if f.init and f.name != "pools"})
 
     def names(self) -> list[str]:
         p = self.pools
-        first, middle, last = np.array(p.first, dtype=object), np.array(p.middle, dtype=object), np.array(p.last, dtype=object)
+        first, middle, last = (np.array(pool, dtype=object) for pool in (p.first, p.middle, p.last))
         return [f"{a} {b} {c}" for a, b, c in zip(first[self.first], middle[self.middle], last[self.last])]
 
     def date_codes(self) -> np.ndarray:

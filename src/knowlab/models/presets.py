@@ -4,6 +4,8 @@ generation and outside tools (peft, lm-eval, vLLM) work on them unchanged.
 - `gpt2-rotary` (the paper's "GPT2"): GPT-2 with the absolute positions replaced by rotary
   embedding on 1/4 of each head's dimensions, base 10,000, pre-LayerNorm, GELU MLP, sequential
   residual. That is GPT-NeoX with rotary_pct=0.25 and use_parallel_residual=False.
+- `gbert` (the paper's BERT variant, App. H): the gpt2-rotary stack with full bidirectional
+  attention, for masked language modelling (docs/gbert.md): GPT-NeoX with `is_causal=False`.
 - `gpt2`: GPT-2 with learned absolute positions. `llama`: a Llama of the same shape.
 - `hf`: any HF config file (`hf_config: path/to/config.json`).
 Sizes: `tiny` (CPU demos and tests), `small` = 12 layers, 12 heads, 768 wide (bioS, 124M),
@@ -17,7 +19,7 @@ from typing import Literal
 
 from knowlab.errors import KnowlabError
 
-ARCHS = ("gpt2-rotary", "gpt2", "llama", "hf")
+ARCHS = ("gpt2-rotary", "gbert", "gpt2", "llama", "hf")
 SIZES: dict[str, tuple[int, int, int]] = {  # n_layer, n_head, n_embd
     "tiny": (4, 4, 128),
     "gpu-quick": (6, 6, 384),
@@ -29,7 +31,7 @@ SIZES: dict[str, tuple[int, int, int]] = {  # n_layer, n_head, n_embd
 
 @dataclass
 class ModelConfig:
-    arch: Literal["gpt2-rotary", "gpt2", "llama", "hf"] = "gpt2-rotary"
+    arch: Literal["gpt2-rotary", "gbert", "gpt2", "llama", "hf"] = "gpt2-rotary"
     size: Literal["tiny", "gpu-quick", "small", "bior", "large", "custom"] = "small"
     n_layer: int = 0  # used when size is custom
     n_head: int = 0
@@ -64,14 +66,17 @@ def hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int, pad_id: int | None
 
     n_layer, n_head, n_embd = cfg.shape()
     ids = dict(bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id if pad_id is not None else eos_id)
-    if cfg.arch == "gpt2-rotary":
+    if cfg.arch in ("gpt2-rotary", "gbert"):
+        # gbert: transformers' `is_causal=False` config switch makes the same stack bidirectional
+        # and is saved in config.json, so the folder reloads bidirectional (docs/gbert.md).
+        encoder = {"is_causal": False, "use_cache": False} if cfg.arch == "gbert" else {}
         return GPTNeoXConfig(
             vocab_size=vocab_size, hidden_size=n_embd, num_hidden_layers=n_layer,
             num_attention_heads=n_head, intermediate_size=4 * n_embd, hidden_act="gelu",
             rotary_pct=cfg.rotary_pct, rotary_emb_base=cfg.rope_base,
             max_position_embeddings=cfg.context, use_parallel_residual=False,
             attention_dropout=cfg.dropout, hidden_dropout=cfg.dropout,
-            tie_word_embeddings=cfg.tie_embeddings, layer_norm_eps=1e-5, **ids,
+            tie_word_embeddings=cfg.tie_embeddings, layer_norm_eps=1e-5, **encoder, **ids,
         )
     if cfg.arch == "gpt2":
         return GPT2Config(

@@ -23,6 +23,9 @@ class PretrainConfig:
     seed: int = 0  # model init, data order, mixed-training window choice
     # Mixed training ([P] Section 3): the share of windows made of P_train QAs; 0 = bios only.
     qa_ratio: float = 0.0
+    # clm: next-token prediction. mlm: GBERT's whole-word masked LM ([P] App. H; train/mlm.py),
+    # for model.arch=gbert; App. H's optimiser is lr 3e-4 cosine to 3e-5, 150,000 steps.
+    objective: Literal["clm", "mlm"] = "clm"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False  # torch.compile the model (worth it on GPU, not for short CPU runs)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -47,6 +50,9 @@ class PretrainConfig:
             raise KnowlabError(f"log_every must be at least 1, got {self.log_every}")
         if not 0.0 <= self.qa_ratio <= 1.0:
             raise KnowlabError(f"qa_ratio must be within [0, 1], got {self.qa_ratio}")
+        if (self.objective == "mlm") != (self.model.arch == "gbert"):
+            raise KnowlabError(f"objective={self.objective} does not fit model.arch={self.model.arch}: "
+                               "the bidirectional gbert trains with objective=mlm, causal models with clm")
         if self.model.context < 2:
             raise KnowlabError(f"model.context must be at least 2, got {self.model.context}")
 
@@ -62,4 +68,4 @@ class PretrainConfig:
 
 
 # Fields that change what a run computes; resuming under different values is refused.
-RESULT_KEYS = ("model", "optim", "steps", "batch", "seed", "qa_ratio")
+RESULT_KEYS = ("model", "optim", "steps", "batch", "seed", "qa_ratio", "objective")

@@ -2,7 +2,9 @@
 
 Each example is a QA text `{question} Answer: {value}.` followed by EOS. The loss covers the
 answer tokens only: every token after the prompt's (" value", the period, EOS);
-the prompt and the right padding are labelled -100. Batches draw examples without replacement
+the prompt and the right padding are labelled -100. A bidirectional GBERT model ([P] App. H)
+instead sees the answer tokens replaced by mask tokens and restores them (train/mlm.py); its
+evaluation fills the masks (eval/mlm_qa.py). Batches draw examples without replacement
 (a fresh shuffle per epoch). Paper defaults: AdamW eps 1e-6, wd 0.01, no warm-up, cosine to 10%
 of the lr, batch 48, 50,000 steps; LoRA lr 3e-4 with r = 8 on q/v and r' = 128 on the embedding.
 
@@ -34,6 +36,7 @@ from knowlab.errors import KnowlabError
 from knowlab.io import atomic_dir, run_metadata, write_json_atomic, write_text_atomic
 from knowlab.progress import progress
 from knowlab.train.lora import LoraSettings, apply_lora, merge
+from knowlab.train.mlm import is_bidirectional, mask_answers, masked_answer_loss
 from knowlab.train.optim import OptimConfig, build_optimizer, build_scheduler
 
 
@@ -197,6 +200,12 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
     optim_cfg = FinetuneOptimConfig(**{**to_dict(cfg.optim), "lr": cfg.lr()})
     optimizer = build_optimizer(trainable, optim_cfg)
     scheduler = build_scheduler(optimizer, cfg.steps, optim_cfg)
+    # A bidirectional (GBERT) model learns to fill the masked answer instead (train/mlm.py).
+    mlm = is_bidirectional(model)
+    if mlm:
+        from knowlab.eval import mlm_qa
+
+        evaluate, make_eval_hooks = mlm_qa.evaluate, mlm_qa.make_mlm_hooks
     hooks = make_eval_hooks(ds, every=0, max_people=cfg.eval_people, seed=cfg.seed) if cfg.eval_every else []
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     order = batches(len(examples), cfg.batch_size, cfg.seed)
@@ -206,9 +215,12 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
         t0, running, seen, loss_value = time.time(), torch.zeros((), device=device), 0, float("nan")
         bar = progress(range(1, cfg.steps + 1), desc=f"finetune {cfg.method}", disable=not show_progress)
         for step in bar:
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in next(order)], pad).items()}
+            batch = collate([examples[i] for i in next(order)], pad)
+            if mlm:
+                batch = mask_answers(batch, tok.mask_token_id, tok.eos_token_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = answer_loss(model, batch)
+                loss = masked_answer_loss(model, batch) if mlm else answer_loss(model, batch)
             loss.backward()
             if optim_cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, optim_cfg.grad_clip)

@@ -39,6 +39,9 @@ class LoraSettings:
     alpha: float | None = None  # None: 2 * r
     embedding_r: int = 128  # rank r' on the token embedding; 0 turns it off
     embedding_alpha: float | None = None  # None: 2 * embedding_r
+    # App. H's other GBERT variant: the whole input embedding trains (a peft modules_to_save
+    # copy) instead of a rank-r' LoRA; embedding_r is then ignored.
+    full_embedding: bool = False
     dropout: float = 0.0
 
     def validate(self) -> None:
@@ -88,7 +91,7 @@ def lora_targets(model, settings: LoraSettings) -> tuple[list[str], dict[str, in
     else:
         raise KnowlabError(f"LoRA: no query/value modules found in model type '{kind}' "
                            "(knowlab knows gpt_neox, gpt2 and q_proj/v_proj models)")
-    if settings.embedding_r:
+    if settings.embedding_r and not settings.full_embedding:
         emb = _module_name(model, model.get_input_embeddings()).rsplit(".", 1)[-1]
         targets.append(emb)
         ranks[emb] = settings.embedding_r
@@ -105,6 +108,8 @@ def apply_lora(model, settings: LoraSettings):
         r=settings.r, lora_alpha=alphas.get(targets[0], 2.0 * settings.r), target_modules=targets,
         rank_pattern=ranks, alpha_pattern=alphas, lora_dropout=settings.dropout, bias="none",
         fan_in_fan_out=model.config.model_type == "gpt2", task_type="CAUSAL_LM",
+        modules_to_save=[_module_name(model, model.get_input_embeddings()).rsplit(".", 1)[-1]]
+        if settings.full_embedding else None,
     )
     with warnings.catch_warnings():
         # merge() unties the embedding first, which is what peft's tied-weights warning is about
@@ -174,4 +179,10 @@ def merge(peft_model):
     if out is not None and out.weight is emb_weight:
         out.weight = torch.nn.Parameter(emb_weight.detach().clone(), requires_grad=False)
         _tie_flag(base.config, False)
-    return peft_model.merge_and_unload()
+    merged = peft_model.merge_and_unload()
+    # A trained full embedding (modules_to_save) replaces the input embedding only; the output
+    # layer keeps the original weight, so the two are no longer tied.
+    out = merged.get_output_embeddings()
+    if out is not None and out.weight is not merged.get_input_embeddings().weight:
+        _tie_flag(merged.config, False)
+    return merged

@@ -1,4 +1,6 @@
-"""The pretraining loop: BIO pretraining and mixed (bios + P_train QA) training.
+"""The pretraining loop: BIO pretraining and mixed (bios + P_train QA) training, causal by
+default, or GBERT's whole-word masked LM with objective=mlm (train/mlm.py; only the batch
+transform differs: the loss is the same cross-entropy over the labelled positions).
 
     from knowlab.train.pretrain import pretrain
     pretrain(cfg, "data/single", "runs/single", hooks=[bio_accuracy_hook])
@@ -155,6 +157,11 @@ class _Trainer:
         # The vocabulary is len(tokenizer): added specials (mask, name end) sit past vocab_size.
         self.raw = build_model(cfg.model, len(tok), tok.eos_token_id, tok.pad_token_id, seed=cfg.seed).to(dev)
         self.pad_mask_id = tok.pad_token_id if tok.pad_token_id not in (None, tok.eos_token_id) else None
+        self.masker = None
+        if cfg.objective == "mlm":  # GBERT: whole-word masking replaces the next-token shift
+            from knowlab.train.mlm import WholeWordMasker
+
+            self.masker = WholeWordMasker(tok, len(tok), seed=cfg.seed)
         model = self.raw
         if cfg.compile and d.parallel != "fsdp":
             model = torch.compile(model)
@@ -233,6 +240,9 @@ class _Trainer:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         windows, _ = self.stream.global_batch(step, self.cfg.batch)
         mine = torch.from_numpy(windows[self.d.rank * self.local : (self.d.rank + 1) * self.local])
+        if self.masker is not None:  # MLM: labels sit on the corrupted positions themselves
+            x, y = self.masker.for_step(mine[:, :-1], step, self.d.rank)
+            return x.to(self.d.device, non_blocking=True), y.to(self.d.device, non_blocking=True)
         if self.d.device.type == "cuda":
             mine = mine.pin_memory().to(self.d.device, non_blocking=True)
         x, y = mine[:, :-1], mine[:, 1:].clone()
