@@ -68,3 +68,12 @@ def test_english_agreement_reads_right_for_they():
     rendered = [t.text.format(value="X", **they) for ts in load_templates("en").values() for t in ts]
     for sentence in rendered:
         assert not re.search(r"\b[Tt]hey (was|is|has|does)\b", sentence), sentence
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_the_person_comes_before_the_value(language):
+    # In a bio's first sentence the name must precede the value, or the value cannot be
+    # predicted from the name (it would not be memorisable knowledge about the person).
+    for attr, templates in load_templates(language).items():
+        for t in templates:
+            assert any(f"{{{f}}}" in t.before for f in PERSON_FIELDS), f"{attr}: {t.text}"

@@ -25,6 +25,10 @@ def _eval_qa(args: argparse.Namespace) -> int:
     check_tokenizer(folder, tok)
     model = load_model(folder, device=args.device)
     splits = ("train", "test") if args.split == "both" else (args.split,)
+    from knowlab.train.mlm import is_bidirectional
+
+    if is_bidirectional(model):  # GBERT: answers by mask filling, not generation (--beams unused)
+        from knowlab.eval.mlm_qa import evaluate
     result, preds = evaluate(model, tok, ds, splits=splits, beams=args.beams, batch_size=args.batch_size,
                              max_people=args.max_people, bio=not args.no_bio, seed=args.seed, show_progress=True)
     result["model"] = str(folder)

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from knowlab.data.dataset import Dataset
-from knowlab.errors import KnowlabError
 from knowlab.data.schema import ATTRIBUTES
+from knowlab.errors import KnowlabError
 from knowlab.eval.hooks import EvalHook
 from knowlab.eval.qa import (
     SPLITS, autocast_for, default_batch_size, model_device, prompt_lengths, sample_people, unwrap,

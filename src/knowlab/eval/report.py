@@ -41,6 +41,6 @@ def result_tables(result: Mapping, name: str = "model", digits: int = 1) -> str:
         if rows:
             parts.append(f"**{title}**, %\n\n" + figure3_table(rows, digits=digits))
     beams = result.get("beams", 1)
-    decoding = "greedy" if beams == 1 else f"beam {beams}"
+    decoding = result.get("decoding") or ("greedy" if beams == 1 else f"beam {beams}") + " decoding"
     counts = ", ".join(f"P_{s}: {m['people']:,} people, {m['questions']:,} questions" for s, m in splits.items())
-    return f"{decoding} decoding; {counts}\n\n" + "\n\n".join(parts)
+    return f"{decoding}; {counts}\n\n" + "\n\n".join(parts)

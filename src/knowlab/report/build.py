@@ -222,6 +222,52 @@ class Report:
                     f"{paper.MIXED_SINGLE}% at {paper.PAPER_SCALE}.", "",
                     _table(["point", "QA P_train", *[f"P_test {SHORT.get(c, c)}" for c in COLS]], table), ""]
 
+    def gbert(self) -> None:
+        rows = eval_rows(self.runs, "gbert-mixed") + eval_rows(self.runs, "gbert-finetune")
+        if not rows:
+            return
+        self.csv_rows += rows  # GPT's rows are written by the mixed and augmentation sections
+        gpt_single = pick(eval_rows(self.runs, "augmentation"), variant="single")
+        groups = [("GBERT", "mixed training", by_variant(pick(rows, study="gbert-mixed"), "test", "exact")),
+                  ("GPT", "mixed training", by_variant(eval_rows(self.runs, "mixed"), "test", "exact")),
+                  ("GBERT", "BIO + LoRA finetune", by_variant(pick(rows, study="gbert-finetune"), "test", "exact")),
+                  ("GPT", "BIO + LoRA finetune", by_variant(gpt_single, "test", "exact"))]
+        table = [[model, how, f"`{name}`", *[_pct(cells.get(c)) for c in COLS]]
+                 for model, how, qa in groups for name, cells in qa.items()]
+        self.md += ["## Result 7: the encoder-only GBERT (Figure 9)",
+                    "GBERT is the GPT stack with bidirectional attention, trained by whole-word masked "
+                    "language modelling; a question is answered by filling one mask per answer token, "
+                    "all of which must be right. Single bios; QA exact match on P_test (%), one row per "
+                    "LoRA variant of App. H (q/v rank, then a rank-128 or the full embedding).", "",
+                    _table(["model", "training", "run", *[SHORT.get(c, c) for c in COLS]], table), ""]
+        easy, hard = ("birth_date", "major"), ("birth_city", "university", "company", "company_city")
+        best = [c for model, _, qa in groups if model == "GBERT" for c in qa.values()]
+        if best:
+            top = max(best, key=lambda c: _mean_of(c) or 0)
+            e = sum(_mean_of(top, a) or 0 for a in easy) / len(easy)
+            h = sum(_mean_of(top, a) or 0 for a in hard) / len(hard)
+            shows = "shows" if e > h + 5 else "does **not** show"
+            self.md += [f"Paper (numbers not found, pattern only): GBERT extracts birth date and major, "
+                        f"values of one word or of independent words, but not the multi-token birth city, "
+                        f"university, company and company city; mixed training slightly beats finetuning. "
+                        f"The best GBERT run here {shows} that split: birth date and major {e:.1f}% vs the "
+                        f"other four {h:.1f}%.", ""]
+        probes = {f"GBERT {r['name']}": self.runs.read_json(r, "q_probe.json")
+                  for r in self.runs.runs(study="gbert-probe-q")}
+        if probes:  # GPT's Q-probe of the same single bios, where the probing study ran it
+            probes.update({f"GPT {r['name']}": self.runs.read_json(r, "q_probe.json")
+                           for r in self.runs.runs(study="probing-q") if r["name"].rsplit("-s", 1)[0] == "single"})
+            tasks = next(iter(probes.values()))["tasks"]
+            ptable = [[f"`{n}`", *[f"{100 * res['accuracy'][t]:.1f}" for t in tasks]] for n, res in probes.items()]
+            for n, res in probes.items():
+                if not n.startswith("GBERT"):
+                    continue
+                self.csv_rows += [{"study": "gbert-probe-q", "name": n.split(" ", 1)[1], "metric": "q_probe", "attribute": t,
+                                   "value": res["accuracy"][t], "split": "test"} for t in tasks]
+            self.md += ["Q-probing the BIO-pretrained models at the end of the bare name (Result 5; "
+                        "the paper finds GBERT's Q-probe tracks its QA accuracy too): accuracy (%).", "",
+                        _table(["model", *tasks], ptable), ""]
+
     def appendix(self) -> None:
         plan = self.runs.plan
         lines = ["## Runs and configs", f"Command: `{plan.get('command', '')}`", "",
@@ -237,7 +283,8 @@ class Report:
         self.md += [f"# knowlab study: {plan['study']} (preset `{plan['preset']}`)", "",
                     f"Seeds {plan['seeds']}; finished {plan.get('finished', 'not yet')}. Every number below was "
                     f"produced by the command and machine in the last section.", ""]
-        for section in (self.augmentation, self.mixed, self.probing, self.celebrity, self.scaling, self.appendix):
+        for section in (self.augmentation, self.mixed, self.probing, self.celebrity, self.scaling, self.gbert,
+                        self.appendix):
             section()
         text = "\n".join(self.md)
         write_text_atomic(self.root / "report.md", text)

@@ -49,7 +49,7 @@ def register(sub, export) -> None:
     study = sub.add_parser("study", help="run a whole study of the paper and write its report")
     actions = study.add_subparsers(dest="action", required=True, parser_class=_Parser)
     run = actions.add_parser("run", help="plan, run (cached, resumable) and report a study")
-    run.add_argument("study", choices=(*[s for s in STUDIES if s != "gbert"], "all"))
+    run.add_argument("study", choices=(*STUDIES, "all"))
     run.add_argument("--preset", default="tiny", help="tiny (CPU), gpu-quick (one GPU) or paper")
     run.add_argument("--out", help="study folder (default studies/STUDY-PRESET)")
     run.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")

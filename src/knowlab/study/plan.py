@@ -17,6 +17,18 @@ from typing import Any
 
 from knowlab.study.config import StudyConfig
 
+# GBERT ([P] App. H). Pretraining at the paper preset: lr 3e-4 cosine to 3e-5 over 150,000 steps
+# (warm-up, batch and AdamW as GPT's); smaller presets keep their own optimiser, tuned for their
+# scale. Finetuning: the four LoRA variants, with linear decay.
+GBERT_PAPER = {"optim.lr": 3e-4, "steps": 150_000}
+GBERT_LORA = {
+    "qv8+emb128": {"lora.r": 8, "lora.embedding_r": 128},
+    "qv32+emb128": {"lora.r": 32, "lora.embedding_r": 128},
+    "qv8+embfull": {"lora.r": 8, "lora.full_embedding": "true"},
+    "qv32+embfull": {"lora.r": 32, "lora.full_embedding": "true"},
+}
+GBERT_FINETUNE = {"method": "lora", "optim.schedule": "linear", "optim.min_lr_ratio": 0.0}
+
 # Paths inside argv are written relative to the study folder as "@/..." and resolved at run time,
 # so a study folder can be moved and its keys do not depend on where it lives.
 ROOT = "@"
@@ -73,12 +85,12 @@ class Planner:
                 "--preset", self.cfg.pretrain_preset, "--resume", "auto", *_kv(conf)]
         return self._add(Run("pretrain", f"{name}-s{seed}", argv, [data], tags={**data.tags, "name": name}))
 
-    def finetune(self, model: Run, data: Run, seed: int, **over: Any) -> Run:
+    def finetune(self, model: Run, data: Run, seed: int, name: str | None = None, **over: Any) -> Run:
         # The study evaluates in its own run (cached, shared with the report), not inside finetuning.
         conf = {**self.cfg.finetune, "seed": seed, "final_eval": "false", **over, **self._stage_extra("finetune")}
         argv = ["train", "finetune", "--model", model.output, "--data", data.output, "--out", "{out}",
                 "--preset", self.cfg.finetune_preset, *_kv(conf)]
-        return self._add(Run("finetune", model.name, argv, [model, data], tags=dict(model.tags)))
+        return self._add(Run("finetune", name or model.name, argv, [model, data], tags=dict(model.tags)))
 
     def evaluate(self, model: Run, data: Run, split: str = "both") -> Run:
         argv = ["eval", "qa", model.output, "--data", data.output, "--split", split,
@@ -161,6 +173,31 @@ class Planner:
                 rows.append(run)
         return rows
 
+    def gbert(self) -> list[Run]:
+        """Result 7 (App. H): GBERT by mixed training, and by BIO pretraining + each of the four
+        LoRA finetunes (plus its Q-probe), beside GPT's same two runs (those of the mixed and
+        augmentation studies: identical runs, so shared and cached across studies)."""
+        mlm: dict[str, Any] = {"model.arch": "gbert", "objective": "mlm"}
+        if self.cfg.pretrain_preset == "paper":
+            mlm.update(GBERT_PAPER)
+        if self.cfg.gbert_steps:
+            mlm["steps"] = self.cfg.gbert_steps
+        rows = self.mixed()
+        for seed in self.seeds:
+            data = self.data("single", seed)
+            gpt = self.pretrain(data, "single", seed)
+            rows.append(self._tag(self.evaluate(self.finetune(gpt, data, seed), data), "augmentation", bio_model=gpt))
+            over = {**mlm, "qa_ratio": self.cfg.mixed_qa_ratio, "eval_every": self.cfg.mixed_eval_every}
+            mixed = self.pretrain(data, f"gbert-mixed-single-qa{self.cfg.mixed_qa_ratio}", seed, **over)
+            rows.append(self._tag(self.evaluate(mixed, data), "gbert-mixed"))
+            model = self.pretrain(data, "gbert-single", seed, **mlm)
+            rows.append(self._tag(self.probe("q", model, data), "gbert-probe-q"))
+            for label, lora in GBERT_LORA.items():
+                tuned = self.finetune(model, data, seed, name=f"{model.name}-{label}", **GBERT_FINETUNE, **lora)
+                tuned.tags.update(name=f"gbert-single {label}", lora=label)
+                rows.append(self._tag(self.evaluate(tuned, data), "gbert-finetune"))
+        return rows
+
     @staticmethod
     def _tag(run: Run, study: str, **extra: Any) -> Run:
         run.tags = {**run.tags, "study": study, **{k: v.output for k, v in extra.items()}}
@@ -168,7 +205,7 @@ class Planner:
 
     def plan(self, study: str) -> list[Run]:
         builders = {"augmentation": self.augmentation, "mixed": self.mixed, "probing": self.probing,
-                    "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling}
+                    "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling, "gbert": self.gbert}
         if study == "all":
             return [r for name in builders for r in builders[name]()]
         return builders[study]()

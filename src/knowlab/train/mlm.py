@@ -32,6 +32,28 @@ def is_bidirectional(model_or_config) -> bool:
     return getattr(config, "is_causal", True) is False
 
 
+@torch.no_grad()
+def check_bidirectional(model) -> None:
+    """Refuse a model whose config asks for bidirectional attention that the installed
+    transformers does not honour (older releases ignore `is_causal`): MLM would silently
+    train a causal model that cannot see the words after a mask."""
+    from knowlab.errors import KnowlabError
+
+    was_training = model.training
+    model.eval()
+    try:
+        dev = next(model.parameters()).device
+        x = torch.tensor([[1, 2, 3], [1, 2, 4]], device=dev) % model.config.vocab_size
+        hidden = model(input_ids=x, output_hidden_states=True).hidden_states[-1]
+    finally:
+        model.train(was_training)
+    if torch.allclose(hidden[0, 0], hidden[1, 0]):
+        import transformers
+
+        raise KnowlabError(f"transformers {transformers.__version__} ignores config.is_causal=False: the model "
+                           "attends causally; GBERT needs transformers 5 (see docs/gbert.md)")
+
+
 def special_ids(tokenizer) -> list[int]:
     return sorted({i for i in tokenizer.all_special_ids if i is not None and i < len(tokenizer)})
 

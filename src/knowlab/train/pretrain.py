@@ -159,8 +159,9 @@ class _Trainer:
         self.pad_mask_id = tok.pad_token_id if tok.pad_token_id not in (None, tok.eos_token_id) else None
         self.masker = None
         if cfg.objective == "mlm":  # GBERT: whole-word masking replaces the next-token shift
-            from knowlab.train.mlm import WholeWordMasker
+            from knowlab.train.mlm import WholeWordMasker, check_bidirectional
 
+            check_bidirectional(self.raw)
             self.masker = WholeWordMasker(tok, len(tok), seed=cfg.seed)
         model = self.raw
         if cfg.compile and d.parallel != "fsdp":
