@@ -11,9 +11,11 @@ from knowlab.errors import KnowlabError
 
 def _eval_qa(args: argparse.Namespace) -> int:
     from knowlab.data.dataset import Dataset
+    from knowlab.eval import mlm_qa
     from knowlab.eval.qa import check_tokenizer, evaluate, load_model, resolve_model_dir
     from knowlab.eval.report import result_tables
     from knowlab.io import write_json_atomic
+    from knowlab.train.mlm import is_bidirectional
 
     if args.beams < 1:
         raise KnowlabError(f"--beams must be at least 1, got {args.beams}")
@@ -25,12 +27,10 @@ def _eval_qa(args: argparse.Namespace) -> int:
     check_tokenizer(folder, tok)
     model = load_model(folder, device=args.device)
     splits = ("train", "test") if args.split == "both" else (args.split,)
-    from knowlab.train.mlm import is_bidirectional
-
-    if is_bidirectional(model):  # GBERT: answers by mask filling, not generation (--beams unused)
-        from knowlab.eval.mlm_qa import evaluate
-    result, preds = evaluate(model, tok, ds, splits=splits, beams=args.beams, batch_size=args.batch_size,
-                             max_people=args.max_people, bio=not args.no_bio, seed=args.seed, show_progress=True)
+    # GBERT answers by mask filling, not generation (--beams unused).
+    evaluate_fn = mlm_qa.evaluate if is_bidirectional(model) else evaluate
+    result, preds = evaluate_fn(model, tok, ds, splits=splits, beams=args.beams, batch_size=args.batch_size,
+                                max_people=args.max_people, bio=not args.no_bio, seed=args.seed, show_progress=True)
     result["model"] = str(folder)
     out = Path(args.out) if args.out else folder.parent / "eval_qa.json"
     write_json_atomic(out, result)

@@ -171,6 +171,7 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
 
     Returns a summary: final loss, paths, and the final evaluation when cfg.final_eval.
     """
+    from knowlab.eval import mlm_qa
     from knowlab.eval.hooks import make_eval_hooks, run_hooks
     from knowlab.eval.qa import evaluate, pick_device
     from knowlab.eval.report import result_tables
@@ -188,6 +189,7 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
     device = pick_device(cfg.device)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     model, base_folder = load_base(model_dir, tok)
+    mlm = is_bidirectional(model)
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     longest = max(len(ids) for ids, _ in examples)
     if limit and longest > limit:
@@ -200,13 +202,10 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
     optim_cfg = FinetuneOptimConfig(**{**to_dict(cfg.optim), "lr": cfg.lr()})
     optimizer = build_optimizer(trainable, optim_cfg)
     scheduler = build_scheduler(optimizer, cfg.steps, optim_cfg)
-    # A bidirectional (GBERT) model learns to fill the masked answer instead (train/mlm.py).
-    mlm = is_bidirectional(model)
-    if mlm:
-        from knowlab.eval import mlm_qa
-
-        evaluate, make_eval_hooks = mlm_qa.evaluate, mlm_qa.make_mlm_hooks
-    hooks = make_eval_hooks(ds, every=0, max_people=cfg.eval_people, seed=cfg.seed) if cfg.eval_every else []
+    # A bidirectional (GBERT) model learns to fill the masked answer (train/mlm.py) and is
+    # evaluated so (eval/mlm_qa.py).
+    evaluate_fn, make_hooks = (mlm_qa.evaluate, mlm_qa.make_mlm_hooks) if mlm else (evaluate, make_eval_hooks)
+    hooks = make_hooks(ds, every=0, max_people=cfg.eval_people, seed=cfg.seed) if cfg.eval_every else []
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     order = batches(len(examples), cfg.batch_size, cfg.seed)
 
@@ -256,8 +255,8 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
         write_json_atomic(tmp / "run.json", meta)
         summary = {"out": str(out), "final_loss": loss_value, "train_seconds": round(train_s, 2)}
         if cfg.final_eval:
-            result, preds = evaluate(model, tok, ds, splits=("train", "test"), beams=cfg.beams,
-                                 max_people=cfg.final_eval_people or None, seed=cfg.seed, show_progress=show_progress)
+            result, preds = evaluate_fn(model, tok, ds, splits=("train", "test"), beams=cfg.beams,
+                                    max_people=cfg.final_eval_people or None, seed=cfg.seed, show_progress=show_progress)
             result["model"] = str(out / "model")
             write_json_atomic(tmp / "eval_qa.json", result)
             write_text_atomic(tmp / "eval_qa.md", result_tables(result, name=out.name) + "\n")
