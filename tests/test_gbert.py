@@ -226,6 +226,11 @@ def test_tiny_mlm_pretraining_learns_and_the_model_finetunes(tiny_dataset, tmp_p
     result, _ = evaluate(model, tok, tiny_dataset, splits=("train", "test"), max_people=3)
     assert set(result["splits"]["test"]) >= {"exact", "first_token", "bio_first_token"}
     assert 0.0 <= result["splits"]["test"]["bio_first_token"]["mean"] <= 1.0
+    from knowlab.cli import main  # `knowlab eval qa` picks mask filling for a bidirectional folder
+
+    assert main(["eval", "qa", str(run), "--data", str(tiny_dataset), "--max-people", "2", "--no-bio",
+                 "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["objective"] == "mlm"
 
     # App. H's LoRA with the full input embedding trainable; the merged folder reloads the same.
     ft = from_dict(FinetuneConfig, {"steps": 4, "batch_size": 8, "log_every": 2, "final_eval_people": 2,

@@ -12,7 +12,8 @@ from knowlab.errors import KnowlabError
 def _eval_qa(args: argparse.Namespace) -> int:
     from knowlab.data.dataset import Dataset
     from knowlab.eval import mlm_qa
-    from knowlab.eval.qa import check_tokenizer, evaluate, load_model, resolve_model_dir
+    from knowlab.eval.qa import evaluate
+    from knowlab.models.io import check_tokenizer, load_model, resolve_model_dir
     from knowlab.eval.report import result_tables
     from knowlab.io import write_json_atomic
     from knowlab.train.mlm import is_bidirectional

@@ -31,52 +31,8 @@ SPLITS = ("train", "test")
 
 
 # ---- models -----------------------------------------------------------------------------------
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """An HF model folder, or a run folder holding one at RUN/model."""
-    path = Path(path)
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
-    if (path / "config.json").is_file():
-        return path
-    raise KnowlabError(f"{path}: neither an HF model folder (config.json) nor a run folder with model/config.json")
-
-
-def check_tokenizer(model_dir: Path, tokenizer) -> None:
-    """Refuse a model folder whose own tokenizer differs from the dataset's (ids would not match)."""
-    if not (Path(model_dir) / "tokenizer.json").is_file():
-        return
-    from knowlab.data.tokenizer import load_tokenizer
-
-    if load_tokenizer(model_dir).get_vocab() != tokenizer.get_vocab():
-        raise KnowlabError(f"{model_dir}: the model's tokenizer differs from the dataset's; "
-                           "use the dataset the model was trained on")
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise KnowlabError(f"device {device} asked for, but CUDA is not available")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise KnowlabError(f"unknown device '{device}'; valid: auto, cpu, cuda, cuda:N") from None
-
-
-def load_model(path: str | Path, device: str = "auto", dtype: str = "auto"):
-    """Load a causal LM folder offline for evaluation (eval mode). dtype auto: bf16 on CUDA."""
-    from transformers import AutoModelForCausalLM
-
-    folder = resolve_model_dir(path)
-    dev = pick_device(device)
-    if dtype == "auto":
-        dtype = "bfloat16" if dev.type == "cuda" else "float32"
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=getattr(torch, dtype))
-    except (OSError, ValueError) as exc:
-        raise KnowlabError(f"{folder}: not a loadable HF causal LM ({str(exc).splitlines()[0]})") from None
-    return model.to(dev).eval()
+# Re-exported: callers of knowlab.eval.qa have always found these here.
+from knowlab.models.io import check_tokenizer, load_model, pick_device, resolve_model_dir  # noqa: E402,F401
 
 
 def unwrap(model):

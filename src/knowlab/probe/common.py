@@ -28,6 +28,8 @@ import numpy as np
 
 from knowlab.data.schema import ATTRIBUTES, SHORT
 from knowlab.errors import KnowlabError
+from knowlab.models.io import load_model as _load_model
+from knowlab.models.io import resolve_model_dir  # noqa: F401  (re-exported for probe.cli)
 from knowlab.train.optim import OptimConfig
 
 # The paper's 11 tasks: birth month (the first-token task of the birth date), then first token
@@ -222,16 +224,6 @@ class Examples:
 
 # ---- model ----------------------------------------------------------------------------------
 
-def resolve_model_dir(path: str | Path) -> Path:
-    """An HF model folder, or a run folder holding one at model/."""
-    path = Path(path)
-    for cand in (path / "model", path):
-        if (cand / "config.json").is_file():
-            return cand
-    raise KnowlabError(f"{path}: no model found (expected an HF model folder with config.json, "
-                       "or a run folder with model/config.json)")
-
-
 def default_out(model_dir: str | Path) -> Path:
     """Where outputs go by default: the run folder (next to RUN/model), else the model folder."""
     path = Path(model_dir)
@@ -240,20 +232,8 @@ def default_out(model_dir: str | Path) -> Path:
 
 
 def load_model(path: str | Path):
-    from transformers import AutoModelForCausalLM
-
-    from transformers.utils import logging as hf_logging
-
-    folder = resolve_model_dir(path)
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a bar per load would bury the probe's own output
-    try:
-        return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise KnowlabError(f"{folder}: not a loadable HF model ({str(exc).splitlines()[0]})") from None
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
+    """The model on the CPU in fp32; the probe moves it to its device itself."""
+    return _load_model(path, device="cpu", dtype="float32")
 
 
 def majority_baseline(train_y: np.ndarray, test_y: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from knowlab.errors import KnowlabError
+from knowlab.models.io import pick_device
 from knowlab.probe.common import Examples, ProbeConfig
 from knowlab.train.optim import lr_factor
 
@@ -205,9 +206,3 @@ def _curve(losses: list[float], points: int = 50) -> list[list[float]]:
         return []
     w = max(1, math.ceil(len(losses) / points))
     return [[min(i + w, len(losses)), round(float(np.mean(losses[i: i + w])), 5)] for i in range(0, len(losses), w)]
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

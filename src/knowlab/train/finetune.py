@@ -150,7 +150,7 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 def load_base(model_dir: str | Path, tokenizer):
     from transformers import AutoModelForCausalLM
 
-    from knowlab.eval.qa import check_tokenizer, resolve_model_dir
+    from knowlab.models.io import check_tokenizer, resolve_model_dir
 
     folder = resolve_model_dir(model_dir)
     check_tokenizer(folder, tokenizer)
@@ -173,7 +173,8 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
     """
     from knowlab.eval import mlm_qa
     from knowlab.eval.hooks import make_eval_hooks, run_hooks
-    from knowlab.eval.qa import evaluate, pick_device
+    from knowlab.eval.qa import evaluate
+    from knowlab.models.io import pick_device
     from knowlab.eval.report import result_tables
 
     out = Path(out)
