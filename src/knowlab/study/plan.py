@@ -206,8 +206,10 @@ class Planner:
     def plan(self, study: str) -> list[Run]:
         builders = {"augmentation": self.augmentation, "mixed": self.mixed, "probing": self.probing,
                     "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling, "gbert": self.gbert}
+        # GBERT stays out of "all": two more pretrainings that, at the tiny preset's steps, do not
+        # yet memorise the bios (docs/gbert.md); run `study run gbert` on its own.
         if study == "all":
-            return [r for name in builders for r in builders[name]()]
+            return [r for name in builders if name != "gbert" for r in builders[name]()]
         return builders[study]()
 
     def ordered(self) -> list[Run]:
