@@ -29,7 +29,7 @@ class StudyRuns:
     def runs(self, study: str | None = None, kind: str | None = None) -> list[dict]:
         out = []
         for run in self.plan["runs"]:
-            if study and run["tags"].get("study") != study:
+            if study and study not in run["tags"].get("studies", [run["tags"].get("study")]):
                 continue
             if kind and run["kind"] != kind:
                 continue

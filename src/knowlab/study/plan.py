@@ -200,7 +200,11 @@ class Planner:
 
     @staticmethod
     def _tag(run: Run, study: str, **extra: Any) -> Run:
-        run.tags = {**run.tags, "study": study, **{k: v.output for k, v in extra.items()}}
+        # One run can serve several studies (mixed and mixed-scaling share their base point), so
+        # it keeps every study it belongs to; "study" stays the first.
+        studies = [*run.tags.get("studies", []), study]
+        run.tags = {"study": study, **run.tags, "studies": list(dict.fromkeys(studies)),
+                    **{k: v.output for k, v in extra.items()}}
         return run
 
     def plan(self, study: str) -> list[Run]:
