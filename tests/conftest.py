@@ -32,3 +32,14 @@ def tiny_dataset(tmp_path_factory):
 def tiny_multi_dataset(tmp_path_factory):
     """40 people, bioS multi5+permute+fullname."""
     return make_dataset(tmp_path_factory.mktemp("data"), "multi", variant="multi5+permute+fullname")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors on a shared 2-core CPU: one torch thread is faster than two fighting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

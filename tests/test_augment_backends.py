@@ -30,15 +30,7 @@ from knowlab.errors import KnowlabError
 PROMPTS = ["Anya Briar Forger was born on", "Write a 50 words biography about Bo Li.", "She works at"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The test machine's cores are shared: one thread is several times faster for tiny models.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
