@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from knowlab.cli import main
 from knowlab.probe import TASKS, load_probe_config, plots
