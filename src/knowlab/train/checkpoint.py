@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from knowlab.errors import KnowlabError
+from knowlab.io import replace_dir
 from knowlab.train.distributed import Dist, barrier, unwrap
 
 MARKER = "COMPLETE"
@@ -162,14 +163,7 @@ def save(root: str | Path, step: int, model, optimizer, scheduler, stream_state:
             fh.flush()
             os.fsync(fh.fileno())
         _fsync_dir(tmp)
-        if final.exists():  # e.g. re-running from an older checkpoint given by path
-            old = root / f".{final.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_dir(tmp, final)  # final exists when re-running from an older checkpoint given by path
         _fsync_dir(root)
         prune(root, keep_last)
     barrier(d)
