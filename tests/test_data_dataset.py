@@ -65,6 +65,25 @@ def test_loads_offline_with_datasets_and_transformers(tiny_dataset):
     assert tok.eos_token == "<|endoftext|>"
 
 
+def test_values_per_attribute_keeps_k_values_each_and_leaves_the_default_alone(tmp_path):
+    from knowlab.data.config import DataConfig
+    from knowlab.data.dataset import generate_columns
+    from knowlab.data.pools import load_pools
+
+    people = generate_columns(DataConfig(people=300, values_per_attribute=7)).people
+    pools = load_pools()
+    for attr, pool in (("birth_city", "cities"), ("university", "universities"),
+                       ("major", "majors"), ("company", "companies")):
+        assert len(getattr(people.pools, pool)) == 7
+        values = {getattr(p, attr) for p in people.persons()}
+        assert len(values) == 7 and values <= set(getattr(pools, pool))
+    by_company = {p.company: p.company_city for p in people.persons()}
+    assert all(pools.company_hq[pools.companies.index(c)] == city for c, city in by_company.items())
+    # The full pools draw exactly what they drew before the option existed.
+    full = generate_columns(DataConfig(people=300)).people
+    assert full.pools is pools and len({p.birth_city for p in full.persons()}) > 7
+
+
 def test_celebrity_and_minority_groups(tmp_path):
     d = make_dataset(tmp_path, "cel", people=20, variant="single+permute1", celebrities=10,
                      celebrity_variant="multi5+permute")
@@ -102,6 +121,7 @@ def _cli(*args, cwd=None):
     (["--people", "10", "vocab_size=abc"], "vocab_size: expected an integer"),
     (["--people", "200000000"], "exceeds the 160,000,000 distinct full names"),
     (["--people", "10", "--config", "/nonexistent.yaml"], "config file not found"),
+    (["--people", "10", "values_per_attribute=101"], "values_per_attribute must be 0 (full pools) or 1..100"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, args, needle):
     out = tmp_path / "out"

@@ -59,7 +59,8 @@ def test_every_study_runs_end_to_end_and_the_report_renders(tmp_path):
     # the gbert study reuses the GPT runs above and adds its own; its section joins the report
     r = knowlab("study", "run", "gbert", "--preset", "tiny", "--out", str(out), *SMOKE)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "Result 7" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Result 7" in report and "| GBERT | BIO + finetune |" in report and "study full" in report
     # a rerun finds every run cached and does no work
     r2 = knowlab("study", "run", "all", "--preset", "tiny", "--out", str(out), *SMOKE)
     assert r2.returncode == 0 and "start " not in r2.stdout

@@ -24,6 +24,9 @@ class DataConfig:
     # Part 3.3's bioS(N): pretraining draws a fresh entry (templates and order) per exposure.
     # bios.parquet still holds the spec's entries, used for evaluation.
     per_exposure: bool = False
+    # 0 = the full pools (200 cities, 300 universities, 100 majors, 263 companies); k keeps k
+    # random values of each, so a small population repeats every value (see Pools.subset).
+    values_per_attribute: int = 0
     tokenizer: str | None = None  # a local HF tokenizer folder; None trains byte-level BPE
     vocab_size: int = 4096
     # Bios sampled to train the BPE (every full name and the first 2,000 people's QAs join them).
@@ -40,6 +43,13 @@ class DataConfig:
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
                 raise KnowlabError(f"{key} must be within [0, 1], got {value}")
+        if self.values_per_attribute:
+            from knowlab.data.pools import load_pools
+
+            most = load_pools().smallest_value_pool
+            if not 1 <= self.values_per_attribute <= most:
+                raise KnowlabError(f"values_per_attribute must be 0 (full pools) or 1..{most}, "
+                                   f"got {self.values_per_attribute}")
         parse_spec(self.variant)
         if self.celebrities:
             parse_spec(self.celebrity_variant)

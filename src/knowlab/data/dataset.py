@@ -32,6 +32,7 @@ from knowlab.data.bios import (
     junctions_safe, plan_items, render_columns, slot_table,
 )
 from knowlab.data.config import DataConfig
+from knowlab.data.pools import load_pools
 from knowlab.data.people import PRONOUNS, PeopleColumns, Person, sample_people_columns, split_mask
 from knowlab.data.qa import QAItem, qa_items
 from knowlab.data.schema import ANSWER_PREFIX, ATTRIBUTES, QUESTIONS
@@ -44,7 +45,8 @@ from knowlab.io import atomic_dir, code_version, sha256_file, write_json_atomic,
 from knowlab.progress import progress
 
 FORMAT_VERSION = 1
-_STREAMS = ("people", "celebrities", "split", "bios", "celebrity_bios", "tokenizer")
+# Append only: stream i is SeedSequence(seed) child i, so new streams leave old datasets as they were.
+_STREAMS = ("people", "celebrities", "split", "bios", "celebrity_bios", "tokenizer", "pools")
 CHUNK_ROWS = 100_000  # rows per Parquet row group of bios.parquet and qa.parquet
 QA_TOKENIZER_TEXTS = 6 * 2000  # the first 2,000 people's QAs join the BPE corpus
 CHECK_ROWS = 1000  # bios and QAs tokenized whole to confirm the per-segment token ids
@@ -87,7 +89,10 @@ def generate_columns(cfg: DataConfig) -> Columns:
     """The people, bios and QA segments of `cfg` (deterministic in cfg.seed)."""
     rng = _rngs(cfg.seed)
     total = cfg.people + cfg.celebrities
-    people = sample_people_columns(total, rng["people"], cfg.pronouns)
+    pools = load_pools()
+    if cfg.values_per_attribute:
+        pools = pools.subset(cfg.values_per_attribute, rng["pools"])
+    people = sample_people_columns(total, rng["people"], cfg.pronouns, pools)
     if cfg.celebrities:
         # The first draws are the minority, so the minority's names do not depend on how many
         # celebrities there are only through the shared name pool (names stay disjoint).

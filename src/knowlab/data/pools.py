@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
+
 POOL_DIR = Path(__file__).parent / "pools"
 
 
@@ -38,6 +40,28 @@ class Pools:
     @property
     def name_space(self) -> int:
         return len(self.first) * len(self.middle) * len(self.last)
+
+    @property
+    def smallest_value_pool(self) -> int:
+        return min(len(self.cities), len(self.universities), len(self.majors), len(self.companies))
+
+    def subset(self, k: int, rng: np.random.Generator) -> Pools:
+        """The same pools with `k` random values kept for birth city, university, major and
+        company (each company keeps its headquarters). A small population then sees every value
+        several times, as 100,000 people see the full pools: a probe trained on some people can
+        only name classes it saw among them."""
+        def keep(n: int) -> np.ndarray:
+            return np.sort(rng.choice(n, size=k, replace=False))
+
+        comp = keep(len(self.companies))
+        return Pools(
+            first_male=self.first_male, first_female=self.first_female, middle=self.middle, last=self.last,
+            cities=tuple(self.cities[i] for i in keep(len(self.cities))),
+            universities=tuple(self.universities[i] for i in keep(len(self.universities))),
+            majors=tuple(self.majors[i] for i in keep(len(self.majors))),
+            companies=tuple(self.companies[i] for i in comp),
+            company_hq=tuple(self.company_hq[i] for i in comp),
+        )
 
 
 @cache

@@ -16,6 +16,7 @@ from knowlab.io import write_bytes_atomic, write_text_atomic
 from knowlab.report import paper
 from knowlab.report.collect import StudyRuns, by_variant, eval_rows, pick
 from knowlab.report.html import markdown_to_html
+from knowlab.report.verdicts import effect_verdict, p_probe_verdict, q_probe_vs_qa
 
 COLS = ("mean", *ATTRIBUTES)
 
@@ -111,13 +112,12 @@ class Report:
         table = [[f"`{n}`", _pct(bio.get(n, {}).get("mean")), _pct(train.get(n, {}).get("mean")),
                   *[_pct(c.get(k)) for k in COLS]] for n, c in qa.items()]
         ours = max((_mean_of(c) or 0) for c in qa.values())
-        verdict = ("reproduces" if ours >= 50 else "does **not** reproduce at this scale")
         self.md += ["## Result 1: mixed training (Figure 1)",
                     "Bios of everyone plus QAs of P_train in one pretraining (each window all bios or all QA), "
                     "no finetuning; QA exact match (%).", "",
                     _table(["run", "BIO mem", "QA P_train", *[f"P_test {SHORT.get(c, c)}" for c in COLS]], table), "",
-                    f"Paper: {paper.MIXED_SINGLE}% on P_test ({paper.PAPER_SCALE}). This run {verdict} "
-                    f"the paper's generalisation (best P_test mean {ours:.1f}%).", ""]
+                    effect_verdict("Mixed training, best P_test mean", ours, paper.MIXED_SINGLE)
+                    + f" Paper scale: {paper.PAPER_SCALE}.", ""]
         for run in self.runs.runs(kind="pretrain"):
             if "mixed" in run["name"] or "scaling" in run["name"]:
                 curve = self._curves(run)
@@ -168,7 +168,9 @@ class Report:
                     for pos, v in enumerate(res["accuracy"][task]):
                         self.csv_rows.append({"study": "probing-p", "name": name, "metric": f"p_probe_pos{pos + 1}",
                                               "attribute": task, "value": v, "split": "test"})
-            self.md += ["<details><summary>P-probing numbers</summary>", "", _table(head, table), "", "</details>", ""]
+            self.md += [f"- {p_probe_verdict(name, res)}" for name, res in p_results.items()]
+            self.md += ["", "<details><summary>P-probing numbers</summary>", "", _table(head, table), "",
+                        "</details>", ""]
         q_results = {r["name"]: self.runs.read_json(r, "q_probe.json") for r in q_runs}
         if q_results:
             self.md += ["Q-probing: the same kind of probe reads the hidden state at the end of the bare "
@@ -188,6 +190,10 @@ class Report:
                     table.append(["", "paper (first token)", *[
                         f"{ref[first.index(t)]:.1f}" if t in first and first.index(t) < len(ref) else "" for t in tasks]])
             self.md += [_table(["model", "source", *tasks], table), ""]
+            qa = by_variant(eval_rows(self.runs, "augmentation"), "test", "exact")
+            pairs = {n: (res, _mean_of(qa[n.rsplit("-s", 1)[0]])) for n, res in q_results.items()
+                     if n.rsplit("-s", 1)[0] in qa}
+            self.md += q_probe_vs_qa(pairs)
 
     def celebrity(self) -> None:
         rows = eval_rows(self.runs, "celebrity") + eval_rows(self.runs, "celebrity-alone")
@@ -204,6 +210,12 @@ class Report:
                     "With celebrities, QA finetuning uses the celebrities only and the minority is tested; "
                     "alone, the minority's P_train QAs finetune and P_test is tested. QA exact match (%).", "",
                     _table(["setting", "data", *[SHORT.get(c, c) for c in COLS], "paper mean"], table), ""]
+        means = {study: [(_mean_of(c) or 0.0) for c in by_variant(pick(rows, study=study), "test", "exact").values()]
+                 for study in ("celebrity", "celebrity-alone")}
+        if means["celebrity"] and means["celebrity-alone"]:
+            self.md += [effect_verdict("Minority QA accuracy with celebrities vs alone", max(means["celebrity"]),
+                                       paper.CELEBRITY["with celebrities"], max(means["celebrity-alone"]),
+                                       paper.CELEBRITY["minority alone"]), ""]
 
     def scaling(self) -> None:
         rows = eval_rows(self.runs, "mixed-scaling")
@@ -220,25 +232,32 @@ class Report:
         self.md += ["## Mixed training at scale: what does it take?",
                     f"Mixed training varied over people, QA ratio, model size and budget. The paper reports "
                     f"{paper.MIXED_SINGLE}% at {paper.PAPER_SCALE}.", "",
-                    _table(["point", "QA P_train", *[f"P_test {SHORT.get(c, c)}" for c in COLS]], table), ""]
+                    _table(["point", "QA P_train", *[f"P_test {SHORT.get(c, c)}" for c in COLS]], table), "",
+                    effect_verdict("Mixed training, best point's P_test mean",
+                                   max(_mean_of(c) or 0.0 for c in by_variant(rows, "test", "exact").values()),
+                                   paper.MIXED_SINGLE), ""]
 
     def gbert(self) -> None:
         rows = eval_rows(self.runs, "gbert-mixed") + eval_rows(self.runs, "gbert-finetune")
         if not rows:
             return
         self.csv_rows += rows  # GPT's rows are written by the mixed and augmentation sections
-        gpt_single = pick(eval_rows(self.runs, "augmentation"), variant="single")
+        tuned = pick(rows, study="gbert-finetune")
+        variants = {r["variant"] for r in tuned}
+        gpt_tuned = [r for r in eval_rows(self.runs, "augmentation") if r["variant"] in variants]
         groups = [("GBERT", "mixed training", by_variant(pick(rows, study="gbert-mixed"), "test", "exact")),
                   ("GPT", "mixed training", by_variant(eval_rows(self.runs, "mixed"), "test", "exact")),
-                  ("GBERT", "BIO + LoRA finetune", by_variant(pick(rows, study="gbert-finetune"), "test", "exact")),
-                  ("GPT", "BIO + LoRA finetune", by_variant(gpt_single, "test", "exact"))]
+                  ("GBERT", "BIO + finetune", by_variant(tuned, "test", "exact")),
+                  ("GPT", "BIO + finetune", by_variant(gpt_tuned, "test", "exact"))]
         table = [[model, how, f"`{name}`", *[_pct(cells.get(c)) for c in COLS]]
                  for model, how, qa in groups for name, cells in qa.items()]
         self.md += ["## Result 7: the encoder-only GBERT (Figure 9)",
                     "GBERT is the GPT stack with bidirectional attention, trained by whole-word masked "
                     "language modelling; a question is answered by filling one mask per answer token, "
-                    "all of which must be right. Single bios; QA exact match on P_test (%), one row per "
-                    "LoRA variant of App. H (q/v rank, then a rank-128 or the full embedding).", "",
+                    "all of which must be right. Mixed training uses single bios; finetuning starts from a "
+                    "model BIO-pretrained on the bios named in the run, with the study's own finetune (as GPT's "
+                    "row) and each LoRA variant of App. H (q/v rank, then a rank-128 or the full embedding). "
+                    "QA exact match on P_test (%).", "",
                     _table(["model", "training", "run", *[SHORT.get(c, c) for c in COLS]], table), ""]
         easy, hard = ("birth_date", "major"), ("birth_city", "university", "company", "company_city")
         best = [c for model, _, qa in groups if model == "GBERT" for c in qa.values()]
@@ -254,9 +273,9 @@ class Report:
                         f"other four {h:.1f}%.", ""]
         probes = {f"GBERT {r['name']}": self.runs.read_json(r, "q_probe.json")
                   for r in self.runs.runs(study="gbert-probe-q")}
-        if probes:  # GPT's Q-probe of the same single bios, where the probing study ran it
+        if probes:  # GPT's Q-probe of the same bios, where the probing study ran it
             probes.update({f"GPT {r['name']}": self.runs.read_json(r, "q_probe.json")
-                           for r in self.runs.runs(study="probing-q") if r["name"].rsplit("-s", 1)[0] == "single"})
+                           for r in self.runs.runs(study="probing-q") if r["name"].rsplit("-s", 1)[0] in variants})
             tasks = next(iter(probes.values()))["tasks"]
             ptable = [[f"`{n}`", *[f"{100 * res['accuracy'][t]:.1f}" for t in tasks]] for n, res in probes.items()]
             for n, res in probes.items():

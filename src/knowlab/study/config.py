@@ -46,7 +46,8 @@ class StudyConfig:
     celebrity_variant: str = "multi5+permute"
     minority_variant: str = "single+permute1"
     scaling: list[ScalingPoint] = field(default_factory=list)
-    gbert_steps: int = 0
+    gbert_steps: int = 0  # 0 = the pretrain preset's steps
+    gbert_variant: str = "single"  # bios GBERT is BIO-pretrained on before QA finetuning
     # For --dry-run estimates only; the source says where the figure was measured.
     assumed_tokens_per_s: float = 0.0
     throughput_source: str = ""
@@ -56,5 +57,6 @@ class StudyConfig:
             raise KnowlabError(f"parallel must be at least 1, got {self.parallel}")
         from knowlab.data.spec import parse_spec
 
-        for v in self.augmentation_variants + self.probing_variants + [self.celebrity_variant, self.minority_variant]:
+        singles = [self.celebrity_variant, self.minority_variant, self.gbert_variant]
+        for v in self.augmentation_variants + self.probing_variants + singles:
             parse_spec(v)

@@ -174,27 +174,35 @@ class Planner:
         return rows
 
     def gbert(self) -> list[Run]:
-        """Result 7 (App. H): GBERT by mixed training, and by BIO pretraining + each of the four
-        LoRA finetunes (plus its Q-probe), beside GPT's same two runs (those of the mixed and
-        augmentation studies: identical runs, so shared and cached across studies)."""
+        """Result 7 (App. H): GBERT by mixed training on single bios, and by BIO pretraining on
+        `gbert_variant` bios + each of the four LoRA finetunes of App. H and the study's own
+        finetune (plus its Q-probe), beside GPT's same runs (those of the mixed and augmentation
+        studies: identical runs, so shared and cached across studies)."""
         mlm: dict[str, Any] = {"model.arch": "gbert", "objective": "mlm"}
         if self.cfg.pretrain_preset == "paper":
             mlm.update(GBERT_PAPER)
         if self.cfg.gbert_steps:
             mlm["steps"] = self.cfg.gbert_steps
         rows = self.mixed()
+        variant = self.cfg.gbert_variant
         for seed in self.seeds:
-            data = self.data("single", seed)
-            gpt = self.pretrain(data, "single", seed)
-            rows.append(self._tag(self.evaluate(self.finetune(gpt, data, seed), data), "augmentation", bio_model=gpt))
+            single = self.data("single", seed)
             over = {**mlm, "qa_ratio": self.cfg.mixed_qa_ratio, "eval_every": self.cfg.mixed_eval_every}
-            mixed = self.pretrain(data, f"gbert-mixed-single-qa{self.cfg.mixed_qa_ratio}", seed, **over)
-            rows.append(self._tag(self.evaluate(mixed, data), "gbert-mixed"))
-            model = self.pretrain(data, "gbert-single", seed, **mlm)
+            mixed = self.pretrain(single, f"gbert-mixed-single-qa{self.cfg.mixed_qa_ratio}", seed, **over)
+            rows.append(self._tag(self.evaluate(mixed, single), "gbert-mixed"))
+
+            data = self.data(variant, seed)
+            gpt = self.pretrain(data, variant, seed)
+            rows.append(self._tag(self.evaluate(self.finetune(gpt, data, seed), data), "augmentation", bio_model=gpt))
+            model = self.pretrain(data, f"gbert-{variant}", seed, **mlm)
             rows.append(self._tag(self.probe("q", model, data), "gbert-probe-q"))
-            for label, lora in GBERT_LORA.items():
-                tuned = self.finetune(model, data, seed, name=f"{model.name}-{label}", **GBERT_FINETUNE, **lora)
-                tuned.tags.update(name=f"gbert-single {label}", lora=label)
+            # The study's own finetune (what GPT's row used) compares like with like; the four
+            # LoRA variants are App. H's.
+            finetunes = {f"study {self.cfg.finetune.get('method', 'finetune')}": {}}
+            finetunes |= {label: {**GBERT_FINETUNE, **lora} for label, lora in GBERT_LORA.items()}
+            for label, over in finetunes.items():
+                tuned = self.finetune(model, data, seed, name=f"{model.name}-{label.replace(' ', '-')}", **over)
+                tuned.tags.update(name=f"gbert-{variant} {label}", lora=label)
                 rows.append(self._tag(self.evaluate(tuned, data), "gbert-finetune"))
         return rows
 
