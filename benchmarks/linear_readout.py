@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from knowlab.data.dataset import Dataset
-from knowlab.data.schema import ATTRIBUTES
 from knowlab.models.io import load_model
-from knowlab.probe.common import list_column
-from knowlab.probe.p_probe import special_positions
-from knowlab.probe.q_probe import name_query
+from knowlab.probe.common import build_labels
+from knowlab.probe.p_probe import p_examples
+from knowlab.probe.q_probe import q_examples
+from knowlab.report.verdicts import MAIN_TASKS
 
 
 @torch.no_grad()
@@ -68,31 +68,25 @@ def main() -> None:
 
     ds = Dataset(args.data)
     model = load_model(args.model).eval()
-    people = ds.people
-    ids = people.column("id").to_numpy()
-    is_train = np.asarray(people.column("split").to_pylist()) == "train"
+    # The probes' own inputs and classes. Q-probing's query ends with a name-end marker; the
+    # token before it is the name's last, whose causal hidden state the marker cannot change.
+    labels = build_labels(ds, list(MAIN_TASKS))
+    ids = labels.person_ids
+    is_train = np.asarray(ds.people.column("split").to_pylist()) == "train"
+    names = q_examples(ds, ids, labels)
+    bios = p_examples(ds, ids, labels)
+    uniq, first = np.unique(bios.person, return_index=True)
+    first = first[np.searchsorted(uniq, ids)]  # each person's first bio entry, in people order
+    places = {"name": hidden_at(model, names.ids, list(names.pos[:, 0] - 1)),
+              "pos1": hidden_at(model, [bios.ids[i] for i in first], list(bios.pos[first, 0]))}
 
-    queries = [q[:-1] for q in name_query(ds.tokenizer, people.column("name").to_pylist())]  # no end marker
-    bios = ds.bios
-    pid = bios.column("person_id").to_numpy()
-    uniq, first_row = np.unique(pid, return_index=True)
-    rows = first_row[np.searchsorted(uniq, ids)]
-    values, offsets = list_column(bios, "input_ids")
-    eos = ds.tokenizer.eos_token_id
-    first_bios = [np.concatenate([[eos], values[offsets[r]:offsets[r + 1]]]) for r in rows]
-    pos1 = special_positions(bios)[rows, 0]
-    places = {"name": hidden_at(model, queries, [len(q) - 1 for q in queries]),
-              "pos1": hidden_at(model, first_bios, list(pos1))}
-
-    labels = {a: np.unique(np.asarray(people.column(a).to_pylist(), dtype=object), return_inverse=True)[1]
-              for a in ("birth_month", *ATTRIBUTES[1:])}
     for place, feats in places.items():
-        for attr, y in labels.items():
-            y = torch.as_tensor(y.reshape(-1))
+        for t, task in enumerate(labels.tasks):
+            y = torch.as_tensor(labels.classes[:, t])
             base = float((y[~is_train] == torch.bincount(y[is_train]).argmax()).float().mean())
-            accs = [fit_score(f[is_train], y[is_train], f[~is_train], y[~is_train], int(y.max()) + 1, args.l2)
+            accs = [fit_score(f[is_train], y[is_train], f[~is_train], y[~is_train], labels.n_classes[t], args.l2)
                     for f in feats]
-            print(f"{place:5s} {attr:13s} " + " ".join(f"{100 * a:5.1f}" for a in accs) + f"   (baseline {100 * base:.1f})")
+            print(f"{place:5s} {task:19s} " + " ".join(f"{100 * a:5.1f}" for a in accs) + f"   (baseline {100 * base:.1f})")
 
 
 if __name__ == "__main__":

@@ -191,8 +191,8 @@ class Report:
                         f"{ref[first.index(t)]:.1f}" if t in first and first.index(t) < len(ref) else "" for t in tasks]])
             self.md += [_table(["model", "source", *tasks], table), ""]
             qa = by_variant(eval_rows(self.runs, "augmentation"), "test", "exact")
-            pairs = {n: (res, _mean_of(qa[n.rsplit("-s", 1)[0]])) for n, res in q_results.items()
-                     if n.rsplit("-s", 1)[0] in qa}
+            variant = {n: n.rsplit("-s", 1)[0] for n in q_results}  # run name "<variant>-s<seed>"
+            pairs = {n: (res, _mean_of(qa[variant[n]])) for n, res in q_results.items() if variant[n] in qa}
             self.md += q_probe_vs_qa(pairs)
 
     def celebrity(self) -> None:

@@ -200,8 +200,8 @@ class Planner:
             # LoRA variants are App. H's.
             finetunes = {f"study {self.cfg.finetune.get('method', 'finetune')}": {}}
             finetunes |= {label: {**GBERT_FINETUNE, **lora} for label, lora in GBERT_LORA.items()}
-            for label, over in finetunes.items():
-                tuned = self.finetune(model, data, seed, name=f"{model.name}-{label.replace(' ', '-')}", **over)
+            for label, settings in finetunes.items():
+                tuned = self.finetune(model, data, seed, name=f"{model.name}-{label.replace(' ', '-')}", **settings)
                 tuned.tags.update(name=f"gbert-{variant} {label}", lora=label)
                 rows.append(self._tag(self.evaluate(tuned, data), "gbert-finetune"))
         return rows
