@@ -63,6 +63,19 @@ def _kv(overrides: dict[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(overrides.items())]
 
 
+def _with_budget(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Merge override layers; a layer that sets `steps` or `exposures` (not both) replaces the
+    budget of the layers before it, as on the command line (train/config.budget_overrides)."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        if "exposures" in layer and "steps" not in layer:
+            out.pop("steps", None)
+        elif "steps" in layer and "exposures" not in layer:
+            out.pop("exposures", None)
+        out.update(layer)
+    return out
+
+
 class Planner:
     """Builds runs, de-duplicating identical ones across studies and seeds."""
 
@@ -80,7 +93,7 @@ class Planner:
                              tags={"variant": variant, "seed": seed}))
 
     def pretrain(self, data: Run, name: str, seed: int, **over: Any) -> Run:
-        conf = {**self.cfg.pretrain, "seed": seed, **over, **self._stage_extra("pretrain")}
+        conf = _with_budget(self.cfg.pretrain, {"seed": seed}, over, self._stage_extra("pretrain"))
         argv = ["train", "pretrain", "--data", data.output, "--out", "{out}",
                 "--preset", self.cfg.pretrain_preset, "--resume", "auto", *_kv(conf)]
         return self._add(Run("pretrain", f"{name}-s{seed}", argv, [data], tags={**data.tags, "name": name}))
@@ -151,6 +164,8 @@ class Planner:
             mixed.tags["name"] = "with-celebrities"
             model = self.pretrain(mixed, f"celebrity-{self.cfg.minority_variant}", seed)
             rows.append(self._tag(self.evaluate(self.finetune(model, mixed, seed), mixed), "celebrity"))
+            # The minority's BIO memorisation before finetuning: the effect means little without it.
+            rows.append(self._tag(self.evaluate(model, mixed, split="test"), "celebrity-pretrained"))
             alone = self.data(self.cfg.minority_variant, seed)
             model = self.pretrain(alone, self.cfg.minority_variant, seed)
             rows.append(self._tag(self.evaluate(self.finetune(model, alone, seed), alone), "celebrity-alone"))

@@ -38,30 +38,64 @@ def _plan_dict(study: str, preset: str, seeds: list[int], runs: list[Run], comma
     }
 
 
-def _pretrain_budget(run: Run) -> tuple[int, int]:
-    """(steps, tokens) of a pretraining run, resolved exactly as the run will resolve them."""
+def _overrides(argv: list[str]) -> dict[str, str]:
     from knowlab.config import parse_overrides
-    from knowlab.train.config import PretrainConfig
+
+    return parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+
+
+def _data_stats(data: Run, root: Path, cache: dict) -> tuple[dict, bool]:
+    """(bio stats per group, exact?) of a data run: read when generated, else from a sample."""
+    from knowlab.data.config import DataConfig
+    from knowlab.data.dataset import Dataset
+    from knowlab.train.budget import bio_stats, sample_stats
+
+    if data.key not in cache:
+        if is_done(data, root):
+            cache[data.key] = (bio_stats(Dataset(data.path(root))), True)
+        else:
+            cache[data.key] = (sample_stats(load(DataConfig, None, _overrides(data.argv))), False)
+    return cache[data.key]
+
+
+def pretrain_budget(run: Run, root: Path, cache: dict):
+    """(Budget, exact?) of a pretraining run, resolved as the run will resolve it."""
+    from knowlab.train.budget import budget_for
+    from knowlab.train.config import PretrainConfig, budget_overrides
 
     argv = run.argv
     preset = argv[argv.index("--preset") + 1]
-    overrides = parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
-    cfg = load(PretrainConfig, preset_path("pretrain", preset), overrides)
-    return cfg.steps, cfg.steps * cfg.batch * cfg.model.context
+    cfg = load(PretrainConfig, preset_path("pretrain", preset), budget_overrides(_overrides(argv)))
+    stats, exact = _data_stats(run.deps[0], root, cache)
+    return budget_for(stats, cfg.batch, cfg.model.context, cfg.qa_ratio, cfg.steps, cfg.exposures), exact
 
 
-def dry_run(cfg: StudyConfig, runs: list[Run], root: Path) -> str:
-    lines = [f"{'kind':10s} {'run':42s} {'steps':>8s} {'tokens':>14s}  status"]
+def dry_run_text(cfg: StudyConfig, runs: list[Run], root: Path) -> str:
+    from knowlab.train.budget import PAPER_EXPOSURES
+
+    lines = [f"{'kind':10s} {'run':42s} {'steps':>9s} {'tokens':>15s} {'exposures':>18s}  status"]
     total_tokens = 0
+    cache: dict = {}
+    estimated = False
     for run in runs:
-        steps, tokens = ("", "")
+        steps, tokens, exposures = "", "", ""
         if run.kind == "pretrain":
-            s, t = _pretrain_budget(run)
+            budget, exact = pretrain_budget(run, root, cache)
+            t = budget.steps * budget.tokens_per_step
             total_tokens += t
-            steps, tokens = f"{s:,}", f"{t:,}"
+            # What is derived from the dataset is an estimate until the dataset exists.
+            by_exposures = budget.asked == "exposures"
+            mark_steps = "" if exact or not by_exposures else "~"
+            mark_exp = "" if exact or by_exposures else "~"
+            estimated |= not exact
+            steps, tokens = f"{mark_steps}{budget.steps:,}", f"{mark_steps}{t:,}"
+            exposures = mark_exp + "/".join(f"{e:,.0f}" for _, e in sorted(budget.exposures.items()))
         status = "done" if is_done(run, root) else "to run"
-        lines.append(f"{run.kind:10s} {run.name[:42]:42s} {steps:>8s} {tokens:>14s}  {status}")
-    lines.append(f"\n{len(runs)} runs; pretraining {total_tokens:,} tokens in all.")
+        lines.append(f"{run.kind:10s} {run.name[:42]:42s} {steps:>9s} {tokens:>15s} {exposures:>18s}  {status}")
+    lines.append(f"\n{len(runs)} runs; pretraining {total_tokens:,} tokens in all. Exposures: passes over one "
+                 f"bio entry per person (per group, alphabetical, where groups differ; the paper: ~{PAPER_EXPOSURES}).")
+    if estimated:
+        lines.append("~: from a 1,000-person sample of a dataset not generated yet (tokens per bio within about 1%).")
     if cfg.assumed_tokens_per_s:
         hours = total_tokens / cfg.assumed_tokens_per_s / 3600
         lines.append(f"Estimated pretraining time: {hours:.1f} h at {cfg.assumed_tokens_per_s:,.0f} tokens/s "
@@ -77,7 +111,7 @@ def run_study(study: str, preset: str, out: Path, seeds: list[int], extra: dict[
     runs = planner.ordered()
     root = out.resolve()
     if dry_run:
-        print(globals()["dry_run"](cfg, runs, root))
+        print(dry_run_text(cfg, runs, root))
         return 0
     root.mkdir(parents=True, exist_ok=True)
     previous = root / "study.json"

@@ -47,10 +47,10 @@ def _register_pretrain(actions) -> None:
 def load_pretrain_config(preset: str | None = None, config: str | None = None, overrides: list[str] | None = None):
     """PretrainConfig from a preset name or YAML file plus `key=value` strings."""
     from knowlab.config import load, parse_overrides, preset_path
-    from knowlab.train.config import PretrainConfig
+    from knowlab.train.config import PretrainConfig, budget_overrides
 
     path = config or (preset_path("pretrain", preset) if preset else None)
-    return load(PretrainConfig, path, parse_overrides(list(overrides or [])))
+    return load(PretrainConfig, path, budget_overrides(parse_overrides(list(overrides or []))))
 
 
 def _pretrain(args: argparse.Namespace) -> int:

@@ -18,6 +18,11 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     steps: int = 80_000
+    # Alternative budget (train/budget.py): the steps that give every person at least this many
+    # passes over one bio entry (the paper: ~540). Set one of the two; the other is 0. A
+    # command-line override of one zeroes the other (load_pretrain_config), so
+    # `--preset tiny exposures=300` works although the preset sets steps.
+    exposures: float = 0.0
     batch: int = 96  # global batch in sequences of model.context tokens, over all ranks
     micro_batch: int = 0  # sequences per forward on one rank; 0 = the whole per-rank batch
     seed: int = 0  # model init, data order, mixed-training window choice
@@ -38,9 +43,15 @@ class PretrainConfig:
     eval_every: int = 0  # steps between evaluation hooks; 0 = only at the end
 
     def validate(self) -> None:
-        for key in ("steps", "batch"):
-            if getattr(self, key) < 1:
-                raise KnowlabError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.exposures < 0 or self.steps < 0:
+            raise KnowlabError(f"steps and exposures must be 0 or more, got steps={self.steps}, exposures={self.exposures}")
+        if self.exposures > 0 and self.steps > 0:
+            raise KnowlabError(f"both steps={self.steps} and exposures={self.exposures} are set; set one budget and "
+                               "the other to 0 (exposures are resolved into steps from the dataset)")
+        if self.exposures == 0 and self.steps < 1:
+            raise KnowlabError("no training budget: set steps (at least 1) or exposures (per person, e.g. 300)")
+        if self.batch < 1:
+            raise KnowlabError(f"batch must be at least 1, got {self.batch}")
         for key in ("micro_batch", "threads", "checkpoint_every", "eval_every"):
             if getattr(self, key) < 0:
                 raise KnowlabError(f"{key} must be 0 or more, got {getattr(self, key)}")
@@ -68,4 +79,15 @@ class PretrainConfig:
 
 
 # Fields that change what a run computes; resuming under different values is refused.
-RESULT_KEYS = ("model", "optim", "steps", "batch", "seed", "qa_ratio", "objective")
+RESULT_KEYS = ("model", "optim", "steps", "exposures", "batch", "seed", "qa_ratio", "objective")
+
+
+def budget_overrides(overrides: dict[str, str]) -> dict[str, str]:
+    """An override of `steps` or `exposures` replaces the budget of the layers below it: the
+    other one becomes 0, so a preset's `steps` does not clash with `exposures=E` given later."""
+    out = dict(overrides)
+    if "exposures" in out and "steps" not in out:
+        out["steps"] = "0"
+    elif "steps" in out and "exposures" not in out:
+        out["exposures"] = "0"
+    return out

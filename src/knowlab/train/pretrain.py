@@ -71,8 +71,12 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, hoo
     """
     from knowlab.data.dataset import Dataset
 
+    from knowlab.train.budget import resolve
+
     cfg.validate()
     dataset = Dataset(data_dir)  # KnowlabError when it is not a dataset folder
+    # Steps come from the dataset when the budget is in exposures; run.json records both.
+    cfg, budget = resolve(cfg, dataset)
     out = Path(out_dir)
     d = setup(cfg.device, cfg.parallel)
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
@@ -92,7 +96,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, hoo
             if d.is_main:
                 print(f"pretrain: {out} is already complete", file=sys.stderr)
             return out
-        return _Trainer(cfg, dataset, out, list(hooks), d, show_progress).run(point)
+        return _Trainer(cfg, dataset, out, list(hooks), d, show_progress, budget).run(point)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)
@@ -140,8 +144,10 @@ def _check_same(cfg: PretrainConfig, out: Path) -> None:
 
 
 class _Trainer:
-    def __init__(self, cfg: PretrainConfig, dataset, out: Path, hooks: list[Hook], d: Dist, show: bool | None):
+    def __init__(self, cfg: PretrainConfig, dataset, out: Path, hooks: list[Hook], d: Dist, show: bool | None,
+                 budget):
         self.cfg, self.dataset, self.out, self.hooks, self.d, self.show = cfg, dataset, out, hooks, d, show
+        self.budget = budget
         self.tok = dataset.tokenizer
         dev = d.device
         if dev.type == "cuda":
@@ -204,7 +210,7 @@ class _Trainer:
         if resumed_from is None:
             metrics.unlink(missing_ok=True)
             meta = run_metadata(to_dict(self.cfg), {"seed": self.cfg.seed})
-            meta.update(kind="knowlab-pretrain", world_size=self.d.world,
+            meta.update(kind="knowlab-pretrain", world_size=self.d.world, budget=self.budget.to_dict(),
                         data={"path": str(self.dataset.path.resolve()),
                               "bios_sha256": self.dataset.manifest.get("files", {}).get("bios.parquet")})
         else:
@@ -267,8 +273,9 @@ class _Trainer:
             self._open_logs(start, Path(point) if point is not None else None)
             params = count_parameters(self.raw)
             how = f"resuming at step {start}" if start else "from scratch"
-            print(f"pretrain: {params / 1e6:.2f}M non-embedding params, {cfg.steps} steps x "
-                  f"{self.tokens_per_step:,} tokens, {d.world} process(es) on {d.device.type}, {how}", file=sys.stderr)
+            print(f"pretrain: {params / 1e6:.2f}M non-embedding params, {self.budget.describe()}, "
+                  f"{self.tokens_per_step:,} tokens a step, {d.world} process(es) on {d.device.type}, {how}",
+                  file=sys.stderr)
         barrier(d)
 
         self.model.train()
@@ -350,6 +357,7 @@ class _Trainer:
             if self._tb is not None:
                 self._tb.close()
             write_json_atomic(self.out / DONE, {"step": step, "final_loss": loss, "tokens": step * self.tokens_per_step,
+                                                "exposures": self.budget.to_dict()["exposures"],
                                                 "elapsed": round(elapsed, 3)})
         barrier(self.d)
 
