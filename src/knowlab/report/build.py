@@ -287,6 +287,13 @@ class Report:
                         "the paper finds GBERT's Q-probe tracks its QA accuracy too): accuracy (%).", "",
                         _table(["model", *tasks], ptable), ""]
 
+    def emergence(self) -> None:
+        from knowlab.report.emergence import EmergenceSection
+
+        md, rows = EmergenceSection(self.runs, self.fig, _table).build()
+        self.md += md
+        self.csv_rows += rows
+
     def appendix(self) -> None:
         plan = self.runs.plan
         lines = ["## Runs and configs", f"Command: `{plan.get('command', '')}`", "",
@@ -303,7 +310,7 @@ class Report:
                     f"Seeds {plan['seeds']}; finished {plan.get('finished', 'not yet')}. Every number below was "
                     f"produced by the command and machine in the last section.", ""]
         for section in (self.augmentation, self.mixed, self.probing, self.celebrity, self.scaling, self.gbert,
-                        self.appendix):
+                        self.emergence, self.appendix):
             section()
         text = "\n".join(self.md)
         write_text_atomic(self.root / "report.md", text)

@@ -11,7 +11,7 @@ from typing import Any
 
 from knowlab.errors import KnowlabError
 
-STUDIES = ("augmentation", "mixed", "probing", "celebrity", "mixed-scaling", "gbert")
+STUDIES = ("augmentation", "mixed", "probing", "celebrity", "mixed-scaling", "gbert", "emergence")
 
 
 @dataclass
@@ -21,6 +21,28 @@ class ScalingPoint:
     qa_ratio: float = 0.8
     size: str = ""  # model size; "" = the pretrain preset's
     steps: int = 0  # 0 = the mixed study's steps
+
+
+@dataclass
+class EmergenceConfig:
+    """`study run emergence`: for each result of the paper that a small scale may not show, a
+    sweep along the axis that drives it (docs/emergence.md). Budgets are exposures per person
+    (train/budget.py), so points with different N, variants and QA ratios compare."""
+
+    # Result 1, mixed training on single bios (QA ratio: the study's mixed_qa_ratio):
+    mixed_people: list[int] = field(default_factory=list)  # N axis, at mixed_exposures
+    mixed_exposures: float = 100.0
+    mixed_exposure_points: list[float] = field(default_factory=list)  # exposures axis, at data.people
+    # Result 6: the minority's exposures, with celebrities and alone.
+    celebrity_exposures: list[float] = field(default_factory=list)
+    # Results 4-5: Q-probe next to QA accuracy (BIO pretrain + finetune) of probe_variant.
+    probe_variant: str = "multi5+permute+fullname"
+    probe_widths: list[int] = field(default_factory=list)  # model width axis (layers as the preset's)
+    probe_people: list[int] = field(default_factory=list)  # N axis, at the preset's width
+    probe_exposures: float = 0.0  # 0 = the pretrain preset's steps
+    # Result 7: GBERT (masked LM) on gbert_variant bios, then the study's finetune.
+    gbert_exposures: list[float] = field(default_factory=list)
+    evals: int = 6  # evaluations along each sweep pretraining, for Figure 1's curves
 
 
 @dataclass
@@ -48,6 +70,7 @@ class StudyConfig:
     scaling: list[ScalingPoint] = field(default_factory=list)
     gbert_steps: int = 0  # 0 = the pretrain preset's steps
     gbert_variant: str = "single"  # bios GBERT is BIO-pretrained on before QA finetuning
+    emergence: EmergenceConfig = field(default_factory=EmergenceConfig)
     # For --dry-run estimates only; the source says where the figure was measured.
     assumed_tokens_per_s: float = 0.0
     throughput_source: str = ""
@@ -57,6 +80,6 @@ class StudyConfig:
             raise KnowlabError(f"parallel must be at least 1, got {self.parallel}")
         from knowlab.data.spec import parse_spec
 
-        singles = [self.celebrity_variant, self.minority_variant, self.gbert_variant]
+        singles = [self.celebrity_variant, self.minority_variant, self.gbert_variant, self.emergence.probe_variant]
         for v in self.augmentation_variants + self.probing_variants + singles:
             parse_spec(v)

@@ -155,21 +155,24 @@ class Planner:
                 rows.append(self._tag(self.probe("q", model, data), "probing-q"))
         return rows
 
-    def celebrity(self) -> list[Run]:
-        rows = []
+    def celebrity_runs(self, seed: int, **over: Any) -> dict[str, Run]:
+        """Result 6 at one seed: the minority finetuned on celebrity QAs ("celebrity"), its BIO
+        memorisation before finetuning ("celebrity-pretrained"), and the minority alone
+        ("celebrity-alone"); `over` goes to both pretrainings (e.g. the minority's exposures)."""
         people = int(self.cfg.data.get("people", 500))
-        for seed in self.seeds:
-            mixed = self.data(self.cfg.minority_variant, seed, celebrities=self.cfg.celebrity_people or people,
-                              celebrity_variant=self.cfg.celebrity_variant)
-            mixed.tags["name"] = "with-celebrities"
-            model = self.pretrain(mixed, f"celebrity-{self.cfg.minority_variant}", seed)
-            rows.append(self._tag(self.evaluate(self.finetune(model, mixed, seed), mixed), "celebrity"))
-            # The minority's BIO memorisation before finetuning: the effect means little without it.
-            rows.append(self._tag(self.evaluate(model, mixed, split="test"), "celebrity-pretrained"))
-            alone = self.data(self.cfg.minority_variant, seed)
-            model = self.pretrain(alone, self.cfg.minority_variant, seed)
-            rows.append(self._tag(self.evaluate(self.finetune(model, alone, seed), alone), "celebrity-alone"))
-        return rows
+        mixed = self.data(self.cfg.minority_variant, seed, celebrities=self.cfg.celebrity_people or people,
+                          celebrity_variant=self.cfg.celebrity_variant)
+        mixed.tags["name"] = "with-celebrities"
+        model = self.pretrain(mixed, f"celebrity-{self.cfg.minority_variant}", seed, **over)
+        alone = self.data(self.cfg.minority_variant, seed)
+        alone_model = self.pretrain(alone, self.cfg.minority_variant, seed, **over)
+        return {"celebrity": self.evaluate(self.finetune(model, mixed, seed), mixed),
+                # The minority's BIO memorisation before finetuning: the effect means little without it.
+                "celebrity-pretrained": self.evaluate(model, mixed, split="test"),
+                "celebrity-alone": self.evaluate(self.finetune(alone_model, alone, seed), alone)}
+
+    def celebrity(self) -> list[Run]:
+        return [self._tag(run, study) for seed in self.seeds for study, run in self.celebrity_runs(seed).items()]
 
     def mixed_scaling(self) -> list[Run]:
         rows = []
@@ -231,12 +234,16 @@ class Planner:
         return run
 
     def plan(self, study: str) -> list[Run]:
+        from knowlab.study import emergence
+
         builders = {"augmentation": self.augmentation, "mixed": self.mixed, "probing": self.probing,
-                    "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling, "gbert": self.gbert}
+                    "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling, "gbert": self.gbert,
+                    "emergence": lambda: emergence.plan(self)}
         # GBERT stays out of "all": two more pretrainings that, at the tiny preset's steps, do not
-        # yet memorise the bios (docs/gbert.md); run `study run gbert` on its own.
+        # yet memorise the bios (docs/gbert.md); run `study run gbert` on its own. The emergence
+        # sweeps are many runs each and have their own command too.
         if study == "all":
-            return [r for name in builders if name != "gbert" for r in builders[name]()]
+            return [r for name in builders if name not in ("gbert", "emergence") for r in builders[name]()]
         return builders[study]()
 
     def ordered(self) -> list[Run]:

@@ -115,12 +115,14 @@ def budget_for(stats: dict[str, GroupStats], batch: int, context: int, qa_ratio:
 
 
 def resolve(cfg, dataset):
-    """(cfg with `steps` resolved, Budget): steps from cfg.exposures when it is set, else as given."""
+    """(cfg with `steps` resolved, Budget): steps from cfg.exposures when it is set, else as
+    given; `evals` evaluations become an eval_every of the resolved steps."""
     import dataclasses
 
     budget = budget_for(bio_stats(dataset), cfg.batch, cfg.model.context, cfg.qa_ratio,
                         steps=cfg.steps, exposures=cfg.exposures)
-    return dataclasses.replace(cfg, steps=budget.steps), budget
+    every = max(1, budget.steps // cfg.evals) if cfg.evals else cfg.eval_every
+    return dataclasses.replace(cfg, steps=budget.steps, eval_every=every), budget
 
 
 def sample_stats(data_cfg, sample_people: int = 1000) -> dict[str, GroupStats]:

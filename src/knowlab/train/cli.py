@@ -62,7 +62,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from knowlab.train.pretrain import pretrain
 
     hooks = []
-    if cfg.eval_every:
+    if cfg.eval_every or cfg.evals:
         # BIO and QA accuracy curves (Figure 1) on a fixed sample of P_train and P_test people.
         from knowlab.eval.hooks import make_eval_hooks
         from knowlab.eval.mlm_qa import make_mlm_hooks

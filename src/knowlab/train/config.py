@@ -41,6 +41,9 @@ class PretrainConfig:
     keep_last: int = 2  # checkpoints kept on disk
     log_every: int = 10  # steps between metrics.jsonl lines
     eval_every: int = 0  # steps between evaluation hooks; 0 = only at the end
+    # Evaluations spread evenly over the run, whatever its steps (with an exposure budget the
+    # steps are known only once the dataset is read); > 0 replaces eval_every.
+    evals: int = 0
 
     def validate(self) -> None:
         if self.exposures < 0 or self.steps < 0:
@@ -52,7 +55,7 @@ class PretrainConfig:
             raise KnowlabError("no training budget: set steps (at least 1) or exposures (per person, e.g. 300)")
         if self.batch < 1:
             raise KnowlabError(f"batch must be at least 1, got {self.batch}")
-        for key in ("micro_batch", "threads", "checkpoint_every", "eval_every"):
+        for key in ("micro_batch", "threads", "checkpoint_every", "eval_every", "evals"):
             if getattr(self, key) < 0:
                 raise KnowlabError(f"{key} must be 0 or more, got {getattr(self, key)}")
         if self.keep_last < 1:

@@ -1,0 +1,107 @@
+"""`knowlab study run emergence`: where each result of the paper appears as scale grows.
+
+For every result that a small scale may not show, a sweep along the axis that drives it
+(docs/emergence.md). Every point is an ordinary run of the planner (the same data, pretrain,
+finetune, eval and probe runs as the other studies, cached and shared with them), tagged with
+the result, the axis and the value it stands for; a run on two axes (the preset's own point)
+carries both tags and is trained once.
+
+    Result 1    mixed training, P_test QA against people N (at fixed exposures) and exposures
+    Result 6    the minority with and without celebrities against the minority's exposures
+    Results 4-5 Q-probe next to QA accuracy against model width and people N
+    Result 7    GBERT's per-attribute QA accuracy against masked-LM exposures
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from knowlab.study.plan import Planner, Run
+
+HEAD_DIM = 32  # width / heads on the width axis, the tiny preset's 128 / 4
+
+
+def _num(value: float) -> int | float:
+    """300.0 -> 300, so a point's argv matches the same budget given on the command line."""
+    return int(value) if float(value).is_integer() else value
+
+
+def _point(run: Run, result: str, axis: str, value: Any) -> Run:
+    points = run.tags.setdefault("emergence", [])
+    if {"result": result, "axis": axis, "value": value} not in points:
+        points.append({"result": result, "axis": axis, "value": value})
+    return run
+
+
+def _pretrain_layers(pl: Planner) -> int:
+    from knowlab.train.cli import load_pretrain_config
+
+    return load_pretrain_config(pl.cfg.pretrain_preset).model.shape()[0]
+
+
+def mixed(pl: Planner, seed: int) -> list[Run]:
+    """Result 1: mixed training (single bios + P_train QAs), evaluated along the way."""
+    em, rows = pl.cfg.emergence, []
+    people = int(pl.cfg.data.get("people", 0))
+    points = [("people", n, n, em.mixed_exposures) for n in em.mixed_people]
+    points += [("exposures", e, people, e) for e in em.mixed_exposure_points]
+    for axis, value, n, exposures in points:
+        data = pl.data("single", seed, people=n) if n != people else pl.data("single", seed)
+        over = {"qa_ratio": pl.cfg.mixed_qa_ratio, "exposures": _num(exposures), "evals": em.evals}
+        model = pl.pretrain(data, f"emergence-mixed-n{n}-e{_num(exposures)}", seed, **over)
+        rows.append(_point(pl._tag(pl.evaluate(model, data), "emergence-mixed"), "1", axis, _num(value)))
+    return rows
+
+
+def celebrity(pl: Planner, seed: int) -> list[Run]:
+    """Result 6: the celebrity study's pair of runs at each of the minority's exposures."""
+    rows = []
+    for e in pl.cfg.emergence.celebrity_exposures:
+        runs = pl.celebrity_runs(seed, exposures=_num(e))
+        for study, run in runs.items():
+            rows.append(_point(pl._tag(run, f"emergence-{study}"), "6", "exposures", _num(e)))
+    return rows
+
+
+def probing(pl: Planner, seed: int) -> list[Run]:
+    """Results 4-5: Q-probe and QA accuracy of one variant against width and people."""
+    em, rows = pl.cfg.emergence, []
+    people = int(pl.cfg.data.get("people", 0))
+    layers = _pretrain_layers(pl) if em.probe_widths else 0
+    points: list[tuple[str, int, int, int]] = [("width", w, people, w) for w in em.probe_widths]
+    points += [("people", n, n, 0) for n in em.probe_people]
+    for axis, value, n, width in points:
+        data = pl.data(em.probe_variant, seed, people=n) if n != people else pl.data(em.probe_variant, seed)
+        over: dict[str, Any] = {}
+        if width:
+            over.update({"model.size": "custom", "model.n_layer": layers, "model.n_head": max(1, width // HEAD_DIM),
+                         "model.n_embd": width})
+        if em.probe_exposures:
+            over["exposures"] = _num(em.probe_exposures)
+        name = em.probe_variant if not over and n == people else f"emergence-{em.probe_variant}-w{width or 0}-n{n}"
+        model = pl.pretrain(data, name, seed, **over)
+        qa = pl._tag(pl.evaluate(pl.finetune(model, data, seed), data), "emergence-qa")
+        probe = pl._tag(pl.probe("q", model, data), "emergence-probe-q")
+        rows += [_point(qa, "4-5", axis, value), _point(probe, "4-5", axis, value)]
+    return rows
+
+
+def gbert(pl: Planner, seed: int) -> list[Run]:
+    """Result 7: GBERT BIO-pretrained on gbert_variant bios for each masked-LM budget, then the
+    study's finetune; its memorisation is read before finetuning."""
+    rows = []
+    variant = pl.cfg.gbert_variant
+    data = pl.data(variant, seed)
+    method = pl.cfg.finetune.get("method", "finetune")
+    for e in pl.cfg.emergence.gbert_exposures:
+        mlm = {"model.arch": "gbert", "objective": "mlm", "exposures": _num(e)}
+        model = pl.pretrain(data, f"gbert-{variant}-e{_num(e)}", seed, **mlm)
+        tuned = pl.finetune(model, data, seed, name=f"{model.name}-study-{method}")
+        rows.append(_point(pl._tag(pl.evaluate(tuned, data), "emergence-gbert"), "7", "exposures", _num(e)))
+        rows.append(_point(pl._tag(pl.evaluate(model, data, split="test"), "emergence-gbert-bio"), "7",
+                           "exposures", _num(e)))
+    return rows
+
+
+def plan(pl: Planner) -> list[Run]:
+    return [run for seed in pl.seeds for sweep in (mixed, celebrity, probing, gbert) for run in sweep(pl, seed)]

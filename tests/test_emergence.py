@@ -1,0 +1,102 @@
+"""The emergence study: its sweep plan (points, shared runs, budgets in exposures), the report's
+verdict rule, and a toy-scale run of every sweep end to end."""
+
+import csv
+import json
+
+from test_study import SMOKE, knowlab
+
+from knowlab.report.emergence import Series, trend, verdict
+from knowlab.study.plan import Planner
+from knowlab.study.session import load_study_config
+
+SWEEP = {"emergence.mixed_people": "250,500", "emergence.mixed_exposure_points": "50,100",
+         "emergence.mixed_exposures": "100", "emergence.celebrity_exposures": "100,300",
+         "emergence.probe_widths": "64,128", "emergence.probe_people": "250,500",
+         "emergence.gbert_exposures": "200,400"}
+
+
+def _plan(extra):
+    cfg = load_study_config("tiny", extra)
+    planner = Planner(cfg, "tiny", [0], extra)
+    return planner, planner.plan("emergence")
+
+
+def _arg(run, key):
+    hits = [a.split("=", 1)[1] for a in run.argv if a.startswith(key + "=")]
+    return hits[0] if hits else None
+
+
+def test_every_sweep_point_is_one_tagged_run():
+    planner, rows = _plan(SWEEP)
+    points = {(p["result"], p["axis"], p["value"]) for r in rows for p in r.tags["emergence"]}
+    assert {("1", "people", 250), ("1", "people", 500), ("1", "exposures", 50), ("1", "exposures", 100)} <= points
+    assert {("6", "exposures", 100), ("6", "exposures", 300), ("7", "exposures", 200), ("7", "exposures", 400)} <= points
+    assert {("4-5", "width", 64), ("4-5", "width", 128), ("4-5", "people", 250), ("4-5", "people", 500)} <= points
+    # N=250 at 100 exposures lies on both Result 1 axes: one run, two tags
+    shared = {r.key for r in rows if r.tags.get("study") == "emergence-mixed"
+              and len({p["axis"] for p in r.tags["emergence"]}) == 2}
+    assert len(shared) == 1
+    assert len({r.key for r in rows if r.tags.get("study") == "emergence-mixed"}) == 3
+
+
+def test_sweep_budgets_are_exposures_and_replace_the_presets_steps():
+    planner, _ = _plan(SWEEP)
+    pretrains = [r for r in planner.ordered() if r.kind == "pretrain"]
+    mixed = [r for r in pretrains if r.name.startswith("emergence-mixed")]
+    assert mixed and all(_arg(r, "steps") is None and _arg(r, "qa_ratio") == "0.8" for r in mixed)
+    assert sorted({_arg(r, "exposures") for r in mixed}) == ["100", "50"]
+    celeb = [r for r in pretrains if "single+permute1" in r.name]
+    assert sorted({_arg(r, "exposures") for r in celeb}) == ["100", "300"] and len(celeb) == 4
+    gbert = [r for r in pretrains if r.name.startswith("gbert")]
+    assert all(_arg(r, "objective") == "mlm" for r in gbert) and len(gbert) == 2
+    widths = [r for r in pretrains if "-w64-" in r.name]
+    assert widths and _arg(widths[0], "model.n_embd") == "64" and _arg(widths[0], "model.n_head") == "2"
+
+
+def test_the_celebrity_point_at_the_command_lines_budget_is_the_same_run():
+    """`study run celebrity pretrain.exposures=300` and the emergence point at 300 share runs."""
+    extra = {"pretrain.exposures": "300"}
+    cfg = load_study_config("tiny", extra)
+    plain = Planner(cfg, "tiny", [0], extra)
+    plain.plan("celebrity")
+    _, rows = _plan({"emergence.celebrity_exposures": "300"})
+    ours = {r.key for r in rows}
+    assert {r.key for r in plain.runs.values() if r.kind == "eval"} <= ours
+
+
+def test_the_verdict_names_the_first_point_or_the_trend():
+    s = Series("QA")
+    for x, v in ((100, 10.0), (200, 20.0), (400, 55.0)):
+        s.add(x, v)
+    text = verdict("Mixed", "exposures", s, lambda x: s.mean(x) >= 43.3, "half the paper's", "paper 86.6%")
+    assert "**appears** from exposures = 400" in text
+    text = verdict("Mixed", "exposures", s, lambda x: s.mean(x) >= 60, "rule", "paper 86.6%")
+    assert "does **not** appear up to exposures = 400" in text and "rising from 10.0% to 55.0%" in text
+    flat = Series("QA")
+    for x, v in ((1, 10.0), (2, 30.0), (3, 11.0)):
+        flat.add(x, v)
+    assert trend(flat) == "flat from 10.0% to 11.0%, not monotonically"
+
+
+def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
+    out = tmp_path / "em"
+    toy = [a for a in SMOKE if not a.startswith("pretrain.steps")] + [
+        "pretrain.exposures=1", "emergence.mixed_people=24,32", "emergence.mixed_exposures=1",
+        "emergence.mixed_exposure_points=1", "emergence.celebrity_exposures=1", "emergence.probe_widths=32",
+        "emergence.probe_people=32", "emergence.gbert_exposures=1,2", "emergence.evals=2"]
+    r = knowlab("study", "run", "emergence", "--preset", "tiny", "--out", str(out), *toy)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for heading in ("Emergence", "Result 1: mixed training against", "Result 6: celebrities against",
+                    "Results 4-5: Q-probing against", "Result 7: GBERT's per-attribute"):
+        assert heading in report
+    assert report.count("appear") >= 5  # a verdict per axis
+    assert (out / "figures" / "emergence-r6.png").is_file() and (out / "figures" / "emergence-r1-people.png").is_file()
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {"emergence-mixed", "emergence-celebrity", "emergence-probing", "emergence-gbert"} <= {r["study"] for r in rows}
+    # every pretraining states its exposures per person
+    for run in json.loads((out / "study.json").read_text())["runs"]:
+        if run["kind"] == "pretrain":
+            meta = json.loads((out / run["output"][2:] / "run.json").read_text())
+            assert min(meta["budget"]["exposures"].values()) >= 1
