@@ -33,6 +33,7 @@ def test_paper_dry_run_prints_the_plan_without_training(tmp_path):
     assert "80,000" in r.stdout and "3,932,160,000" in r.stdout  # 80k steps x 96 x 512 per model
     assert "Estimated pretraining time" in r.stdout
     assert r.stdout.count("pretrain ") == 16  # the 16 variants of Figure 3
+    assert "LoRA q/v r in {8, 16}" in r.stdout and "single-s0-full-lr3e-4-wd0.01" in r.stdout
     assert not (tmp_path / "s").exists()
 
 
