@@ -66,7 +66,9 @@ class ProbeConfig:
     share_embedding_update: bool = False  # true: one update for all tasks, one forward (see docstring)
     layer: int | Literal["all"] = -1  # hidden_states index (0 = embeddings, -1 = last) or all of them
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    dropout: bool = True  # dropout on in the frozen model while the probe trains, as in the paper
+    # Dropout on in the frozen model while the probe trains, as in the paper. A no-op for models
+    # pretrained with dropout 0, which every knowlab preset is.
+    dropout: bool = True
     train_fraction: float = 1.0  # share of P_train people the probe trains on
     max_test_people: int = 0  # evaluate on at most this many P_test people (0 = all)
     max_train_eval: int = 1000  # examples of the training people to report train accuracy on
