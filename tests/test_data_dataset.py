@@ -121,6 +121,12 @@ def test_a_gpt2_format_tokenizer_folder_gives_right_spans_and_answers(tmp_path):
         assert tok(q["prompt"], add_special_tokens=False)["input_ids"] == q["input_ids"][:q["answer_tok_start"]]
 
 
+def test_the_card_gives_the_vocabulary_the_bpe_made(tmp_path):
+    ds = Dataset(make_dataset(tmp_path, "d", people=10, vocab_size=30000))
+    made = ds.manifest["counts"]["vocab_size"]
+    assert made < 30000 and f"({made:,} tokens; vocab_size 30,000 was the ceiling)" in (ds.path / "README.md").read_text()
+
+
 def test_bad_tokenizer_folders_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     for path, needle in ((tmp_path / "nope", "tokenizer folder not found"),

@@ -379,7 +379,11 @@ Load offline: `datasets.load_dataset("<this folder>", "qa")`, or
 def _tokenizer_line(cfg: DataConfig, counts: dict[str, int]) -> str:
     if cfg.tokenizer:
         return f"a copy of the tokenizer folder `{cfg.tokenizer}` ({counts['vocab_size']:,} tokens)"
-    return f"byte-level BPE trained on these bios ({cfg.vocab_size} tokens)"
+    # The trainer stops once every word is a token, often below vocab_size: report what it made.
+    made = counts["vocab_size"]
+    if made == cfg.vocab_size:
+        return f"byte-level BPE trained on these bios ({cfg.vocab_size} tokens)"
+    return f"byte-level BPE trained on these bios ({made:,} tokens; vocab_size {cfg.vocab_size:,} was the ceiling)"
 
 
 def tokenizer_corpus(cfg: DataConfig, cols: Columns) -> list[str]:
