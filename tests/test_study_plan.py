@@ -77,3 +77,14 @@ def test_report_keeps_the_best_setting_of_each_method_and_says_which_won(tmp_pat
     assert report.count("|  | paper |") == 1  # the paper's row once per variant
     csv = (tmp_path / "results.csv").read_text()
     assert "lora-r8" in csv  # every setting stays in results.csv
+
+
+def test_bad_grid_and_ratio_settings_are_one_clear_error():
+    import pytest
+
+    from knowlab.errors import KnowlabError
+
+    with pytest.raises(KnowlabError, match="full_lr and full_weight_decay go together"):
+        load_study_config("tiny", {"finetune_grid.full_lr": "[1e-4]"})
+    with pytest.raises(KnowlabError, match="gbert_qa_ratios"):
+        load_study_config("tiny", {"gbert_qa_ratios": "[0.2, 1.5]"})
