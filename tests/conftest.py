@@ -43,3 +43,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def gpt2_format_tokenizer(folder, texts, vocab_size: int = 300):
+    """A byte-level BPE saved the way GPT-2's tokenizer is on the Hub (vocab.json, merges.txt,
+    tokenizer.json, GPT2Tokenizer class, no prefix space, EOS `<|endoftext|>`), trained on
+    `texts`: a stand-in for GPT-2's own folder, which the tests cannot download."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import GPT2TokenizerFast
+
+    eos = "<|endoftext|>"
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eos], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    GPT2TokenizerFast(tokenizer_object=tok, bos_token=eos, eos_token=eos, unk_token=eos).save_pretrained(str(folder))
+    tok.model.save(str(folder))  # vocab.json and merges.txt, as in GPT-2's folder
+    return folder
+
+
+@pytest.fixture(scope="session")
+def spaced_dataset(tmp_path_factory):
+    """10 people tokenized by a GPT-2-format BPE that never merges a space with the capital or
+    digit after it: every QA answer's leading space is a token of its own."""
+    root = tmp_path_factory.mktemp("spaced")
+    tok = gpt2_format_tokenizer(root / "tok", ["abab abab"] * 10, vocab_size=262)
+    return make_dataset(root, "ds", people=10, tokenizer=str(tok))

@@ -7,7 +7,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import make_dataset
+from conftest import gpt2_format_tokenizer, make_dataset
 from knowlab.data.dataset import Dataset
 from knowlab.data.schema import ATTRIBUTES, QUESTIONS
 
@@ -97,6 +97,44 @@ def test_celebrity_and_minority_groups(tmp_path):
     bios = ds.bios.to_pylist()
     assert sum(b["group"] == "celebrity" for b in bios) == 50
     assert sum(b["group"] == "minority" for b in bios) == 20
+
+
+def test_a_gpt2_format_tokenizer_folder_gives_right_spans_and_answers(tmp_path):
+    """data.tokenizer=PATH: GPT-2's folder layout (no prefix space, so a text's first word has no
+    leading space; every value and answer follows one)."""
+    folder = gpt2_format_tokenizer(tmp_path / "gpt2", [
+        "Anya Briar Forger was born on October 2, 1996. She studied Communications at Princeton."] * 4)
+    assert {"vocab.json", "merges.txt", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+    ds = Dataset(make_dataset(tmp_path, "d", people=12, variant="multi2+permute", tokenizer=str(folder)))
+    tok = ds.tokenizer
+    assert type(tok).__name__.startswith("GPT2Tokenizer") and tok.eos_token == "<|endoftext|>"
+    assert ds.manifest["config"]["tokenizer"] == str(folder)
+    assert "a copy of the tokenizer folder" in (ds.path / "README.md").read_text()
+    for row in ds.bios.to_pylist():
+        assert tok.decode(row["input_ids"]) == row["text"]
+        for attr in ATTRIBUTES:
+            ids = row["input_ids"][row[f"{attr}_tok_start"]:row[f"{attr}_tok_end"]]
+            assert tok.decode(ids).strip() == row["text"][row[f"{attr}_start"]:row[f"{attr}_end"]]
+    for q in ds.qa.to_pylist():
+        # the answer starts at its space, and the prompt tokenizes to the tokens before it
+        assert tok.decode(q["input_ids"][q["answer_tok_start"]:]) == f" {q['answer']}."
+        assert tok(q["prompt"], add_special_tokens=False)["input_ids"] == q["input_ids"][:q["answer_tok_start"]]
+
+
+def test_the_card_gives_the_vocabulary_the_bpe_made(tmp_path):
+    ds = Dataset(make_dataset(tmp_path, "d", people=10, vocab_size=30000))
+    made = ds.manifest["counts"]["vocab_size"]
+    assert made < 30000 and f"({made:,} tokens; vocab_size 30,000 was the ceiling)" in (ds.path / "README.md").read_text()
+
+
+def test_bad_tokenizer_folders_are_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for path, needle in ((tmp_path / "nope", "tokenizer folder not found"),
+                         (tmp_path / "empty", "not an HF tokenizer folder")):
+        r = _cli("data", "generate", "--people", "10", "--out", str(tmp_path / "out"), f"tokenizer={path}")
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+        assert not (tmp_path / "out").exists()
 
 
 def test_jsonl_export(tiny_dataset, tmp_path):

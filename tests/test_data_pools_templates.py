@@ -39,6 +39,35 @@ def test_company_city_is_the_headquarters_and_new_york_share_is_realistic():
     assert abs(share - 0.137) < 0.01
 
 
+# The paper's first-token baselines (Figure 7's baseline row, % of people): always guessing the
+# most common first token of a value. knowlab's BPE makes each word one token, so the first word
+# stands for the first token; the most common first word's share must match.
+FIRST_TOKEN_BASELINES = {  # pool: (most common first word, its share in %)
+    "cities": ("San", 2.5),
+    "universities": ("University", 37.0),
+    "majors": ("Computer", 4.0),
+    "companies": ("United", 1.5),
+    "company_hq": ("New", 14.8),
+}
+
+
+@pytest.mark.parametrize("pool", sorted(FIRST_TOKEN_BASELINES))
+def test_most_common_first_word_gives_the_papers_first_token_baseline(pool):
+    from collections import Counter
+
+    values = getattr(load_pools(), pool)
+    word, share = FIRST_TOKEN_BASELINES[pool]
+    counts = Counter(v.replace(",", " ").split()[0] for v in values).most_common()
+    assert counts[0][0] == word
+    assert abs(100 * counts[0][1] / len(values) - share) < 0.05
+    assert counts[1][1] < counts[0][1]  # a single most common word, so the baseline is that share
+
+
+def test_university_share_is_the_papers_37_percent():
+    # "the university first token is often 'University'": 111 of 300, the Q-probe baseline 37.0%.
+    assert sum(u.startswith("University ") for u in load_pools().universities) == 111
+
+
 def test_template_counts_match_the_paper():
     assert template_counts("en") == {
         "birth_date": 46, "birth_city": 49, "university": 49,

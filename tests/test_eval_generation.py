@@ -39,17 +39,27 @@ def test_greedy_matches_hf_generate(tiny_dataset, arch):
 
 def test_prompts_are_the_prompt_text_tokens(tiny_dataset):
     """Generation starts from the tokens of `{question} Answer:` (what lm-eval feeds), a prefix
-    of the QA text's tokens; the first-token target is input_ids[answer_tok_start]."""
+    of the QA text's tokens; the first-token target is the value's first token."""
     ds = Dataset(tiny_dataset)
     tok = ds.tokenizer
     table = {(r["person_id"], r["attribute"]): r for r in ds.qa.to_pylist()}
     for row in qa_rows(ds, "test") + qa_rows(ds, "train"):
         r = table[(row["person_id"], row["attribute"])]
         assert row["prompt_ids"] == tok.encode(r["prompt"]) == r["input_ids"][: len(row["prompt_ids"])]
-        assert row["context_ids"] == r["input_ids"][: r["answer_tok_start"]]
-        assert row["first_target"] == r["input_ids"][r["answer_tok_start"]]
-        if len(row["context_ids"]) > len(row["prompt_ids"]):
-            assert tok.decode(row["context_ids"][len(row["prompt_ids"]):]) == " "
+        start = r["answer_tok_start"]
+        start += tok.decode(r["input_ids"][start:start + 1]) == " "  # a space token of its own
+        assert row["context_ids"] == r["input_ids"][:start] and row["first_target"] == r["input_ids"][start]
+        assert tok.decode([row["first_target"]]).strip()
+
+
+def test_first_token_target_is_the_value_past_a_separate_space(spaced_dataset):
+    ds = Dataset(spaced_dataset)
+    tok = ds.tokenizer
+    answers = {(r["person_id"], r["attribute"]): r["answer"] for r in ds.qa.to_pylist()}
+    for row in qa_rows(ds, "test"):
+        assert tok.decode(row["context_ids"][len(row["prompt_ids"]):]) == " "
+        value = answers[(row["person_id"], row["attribute"])]
+        assert value.startswith(tok.decode([row["first_target"]]))
 
 
 def test_separate_space_token_belongs_to_the_answer():

@@ -206,6 +206,22 @@ def test_evaluator_on_a_dataset(tiny_dataset):
     assert hit["prediction"] == hit["answer"]
 
 
+def test_first_token_score_asks_for_the_value_not_its_separate_space(spaced_dataset):
+    ds = Dataset(spaced_dataset)
+    tok = ds.tokenizer
+    right_first, wrong_first = {}, {}
+    for r in ds.qa.to_pylist():
+        n = len(tok(r["prompt"], add_special_tokens=False)["input_ids"])
+        answer = r["input_ids"][n:]
+        assert tok.decode(answer[:1]) == " "  # the case under test
+        prompt = tuple(r["input_ids"][:n])
+        right_first[prompt] = [*answer[:2], *[tok.eos_token_id] * (len(answer) - 2)]
+        wrong_first[prompt] = [answer[0], tok.eos_token_id, *answer[2:]]  # only the space right
+    for truth, expected in ((right_first, 1.0), (wrong_first, 0.0)):
+        metrics, _ = evaluate_mlm_qa(FillStub(truth, len(tok), tok.mask_token_id), tok, ds, "test")
+        assert metrics["first_token"]["mean"] == expected and metrics["exact"]["mean"] == 0.0
+
+
 # ---- end to end ---------------------------------------------------------------------------------
 
 def test_tiny_mlm_pretraining_learns_and_the_model_finetunes(tiny_dataset, tmp_path):

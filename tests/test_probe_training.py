@@ -11,6 +11,7 @@ from torch import nn
 
 from knowlab.config import from_dict
 from knowlab.data.dataset import Dataset
+from knowlab.errors import KnowlabError
 from knowlab.probe.common import PProbeConfig, QProbeConfig, build_labels
 from knowlab.probe.engine import Probe
 from knowlab.probe.p_probe import run_p_probe
@@ -149,3 +150,25 @@ def test_layer_out_of_range(people):
     with pytest.raises(KnowlabError, match="layer 5 is out of range"):
         run_q_probe(NameStub(people), people, from_dict(QProbeConfig, {"steps": 1, "layer": 5,
                                                                             "tasks": ["birth_month"]}))
+
+
+def test_probe_time_dropout_rate_is_applied_to_the_frozen_model_and_restored():
+    """Every knowlab preset pretrains with dropout 0, where `dropout: true` alone changes nothing;
+    `dropout_rate` gives the frozen model a rate while the probe trains."""
+    from knowlab.models.presets import ModelConfig, build_model
+    from knowlab.probe.engine import dropout_at
+
+    model = build_model(from_dict(ModelConfig, {"size": "custom", "n_layer": 1, "n_head": 2, "n_embd": 32}),
+                        50, 0, seed=0)
+    ids = torch.arange(1, 9)[None]
+    model.train()
+
+    def twice_equal():
+        return torch.equal(model(ids).logits, model(ids).logits)
+
+    assert twice_equal()  # dropout 0: "dropout on" is the same forward
+    with dropout_at(model, 0.5):
+        assert not twice_equal()
+    assert twice_equal()  # restored
+    with pytest.raises(KnowlabError, match="dropout_rate must be within"):
+        from_dict(QProbeConfig, {"dropout_rate": 1.0})

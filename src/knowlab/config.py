@@ -10,6 +10,8 @@ unknown key or an unparsable value is a `KnowlabError` naming the key and the va
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import re
 import types
 import typing
 from pathlib import Path
@@ -64,6 +66,20 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+# An integer as written: optional sign, digits, "_" between digits (as Python and YAML 1.2 allow).
+_INT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*")
+
+
+def _integer(value: Any, key: str) -> int:
+    """An int field from an int or its decimal string, exactly. Going through float would round
+    seeds above 2**53 and let "1e3" or 2.0 pass as integers that were never written as one."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and _INT.fullmatch(value.strip()):
+        return int(value.strip())
+    raise KnowlabError(f"{key}: expected an integer such as 1000 or 1_000, got {value!r}")
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -109,15 +125,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return False
         raise KnowlabError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool):
-            raise KnowlabError(f"{key}: expected an integer, got {value!r}")
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise KnowlabError(f"{key}: expected an integer, got {value!r}") from None
-        if f != int(f):
-            raise KnowlabError(f"{key}: expected an integer, got {value!r}")
-        return int(f)
+        return _integer(value, key)
     if tp is float:
         try:
             return float(value)

@@ -27,7 +27,9 @@ class DataConfig:
     # 0 = the full pools (200 cities, 300 universities, 100 majors, 263 companies); k keeps k
     # random values of each, so a small population repeats every value (see Pools.subset).
     values_per_attribute: int = 0
-    tokenizer: str | None = None  # a local HF tokenizer folder; None trains byte-level BPE
+    # A local HF tokenizer folder (GPT-2's: vocab.json, merges.txt, tokenizer.json) used as it
+    # is; None trains a byte-level BPE of vocab_size tokens on the generated bios.
+    tokenizer: str | None = None
     vocab_size: int = 4096
     # Bios sampled to train the BPE (every full name and the first 2,000 people's QAs join them).
     # The corpus is highly templated: 10k bios give 81.3 tokens per bio vs 79.5 with 200k, at a

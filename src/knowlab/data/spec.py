@@ -6,7 +6,9 @@ Grammar: a base, then modifiers, joined by `+`, each at most once:
 - `permute` on multiM (each entry's six sentences shuffled), `permuteP` on single (the same six
   sentences shuffled P times, giving P entries);
 - `fullname` (every pronoun replaced by the full name);
-- `french` (the entry written with French templates: the paper's translation augmentation).
+- `french` (the entry written with knowlab's French templates and French dates, names and other
+  values unchanged; a stand-in for the paper's English-to-French translation, whose details the
+  paper omits).
 """
 
 from __future__ import annotations

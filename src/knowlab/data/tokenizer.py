@@ -59,6 +59,10 @@ def wrap(tok):
     return fast
 
 
+# Any one of these makes a folder loadable: GPT-2's Hub folder has the first three.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "tokenizer.model")
+
+
 def load_tokenizer(path: str | Path):
     """Load a local HF tokenizer folder (offline) and make sure it has EOS and PAD."""
     from transformers import AutoTokenizer
@@ -66,6 +70,8 @@ def load_tokenizer(path: str | Path):
     path = Path(path)
     if not path.is_dir():
         raise KnowlabError(f"tokenizer folder not found: {path}")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise KnowlabError(f"{path}: not an HF tokenizer folder (none of {', '.join(TOKENIZER_FILES)})")
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:

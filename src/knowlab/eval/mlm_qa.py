@@ -13,7 +13,7 @@ of the bio per attribute.
 
 The masked span of a QA starts where the prompt text's tokens end (`prompt_lengths`), exactly
 the span QA finetuning masks, so a value whose leading space is a token of its own has that
-space masked too.
+space masked too; the first-token score then asks for the value's first token, past that space.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from knowlab.errors import KnowlabError
 from knowlab.eval.hooks import EvalHook
 from knowlab.eval.qa import (
     SPLITS, autocast_for, default_batch_size, model_device, prompt_lengths, sample_people, unwrap,
+    value_starts,
 )
 from knowlab.eval.scoring import answer_from_text, per_attribute
 from knowlab.progress import progress
@@ -75,10 +76,11 @@ def mlm_qa_rows(ds: Dataset, split: str, people: Sequence[int] | None = None) ->
     the index in `targets` of the value's first token (`first`)."""
     cols = _select(ds.qa, split, people).select(["person_id", "attribute", "answer", "prompt", "input_ids", "answer_tok_start"]).to_pydict()
     lengths = prompt_lengths(ds.tokenizer, cols["prompt"], cols["input_ids"], cols["answer_tok_start"])
+    starts = value_starts(ds.tokenizer, cols["input_ids"], cols["answer_tok_start"])
     return [{"person_id": pid, "attribute": attr, "answer": ans, "context": ids[:n], "targets": ids[n:],
              "first": start - n}
             for pid, attr, ans, ids, start, n in zip(cols["person_id"], cols["attribute"], cols["answer"],
-                                                     cols["input_ids"], cols["answer_tok_start"], lengths)]
+                                                     cols["input_ids"], starts, lengths)]
 
 
 def score_fills(rows: Sequence[dict], fills: Sequence[Sequence[int]], tokenizer, split: str) -> list[dict]:

@@ -179,36 +179,54 @@ def prompt_lengths(tokenizer, prompts: Sequence[str], input_ids: Sequence[Sequen
     """How many leading tokens of each QA's input_ids are the prompt text `{question} Answer:`.
 
     Usually answer_tok_start. But when the value's first word has no token that carries its
-    leading space (a small BPE vocabulary), the space is a token of its own, answer_tok_start
-    points past it, and input_ids[:answer_tok_start] ends with a space the prompt text lacks.
-    The prompt is what a user (or lm-eval) feeds, so generation starts from its own tokens and
-    the model must produce that space itself. Byte-level BPE splits "Answer:" from the value, so
-    the prompt's tokens are a prefix of the text's; if a tokenizer breaks that, answer_tok_start.
+    leading space (a small BPE vocabulary), the space is a token of its own: answer_tok_start
+    points at it, and the prompt's tokens stop just before it. The prompt is what a user (or
+    lm-eval) feeds, so generation starts from its own tokens and the model must produce that
+    space itself. Byte-level BPE splits "Answer:" from the value, so the prompt's tokens are a
+    prefix of the text's; if a tokenizer breaks that, answer_tok_start.
     """
     encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     return [len(e) if list(ids[:len(e)]) == e else start
             for e, ids, start in zip(encoded, input_ids, answer_starts)]
 
 
+def value_starts(tokenizer, input_ids: Sequence[Sequence[int]], answer_starts: Sequence[int]) -> list[int]:
+    """Index of each QA's first value token: answer_tok_start, or past it where the answer's
+    leading space is a token of its own. First-token accuracy must ask for the value, not for a
+    space that every model gets right."""
+    blank: dict[int, bool] = {}
+    out = []
+    for ids, i in zip(input_ids, answer_starts):
+        while i < len(ids) - 1:
+            if ids[i] not in blank:
+                blank[ids[i]] = not tokenizer.decode([ids[i]]).strip()
+            if not blank[ids[i]]:
+                break
+            i += 1
+        out.append(i)
+    return out
+
+
 def qa_rows(ds: Dataset, split: str, people: Sequence[int] | None = None) -> list[dict]:
     """The QA rows of `split` (restricted to `people`): prompt tokens, the teacher-forced context
-    of the first answer token (input_ids[:answer_tok_start]) and that token."""
+    of the value's first token (input_ids up to it, a separate space token included) and that token."""
     table = ds.qa.filter(pc.equal(ds.qa["split"], split))
     if people is not None:
         table = table.filter(pc.is_in(table["person_id"], value_set=pa.array(list(people), table["person_id"].type)))
     cols = table.select(["person_id", "attribute", "answer", "prompt", "input_ids", "answer_tok_start"]).to_pydict()
     lengths = prompt_lengths(ds.tokenizer, cols["prompt"], cols["input_ids"], cols["answer_tok_start"])
+    starts = value_starts(ds.tokenizer, cols["input_ids"], cols["answer_tok_start"])
     rows = []
     for pid, attr, ans, ids, start, n in zip(cols["person_id"], cols["attribute"], cols["answer"], cols["input_ids"],
-                                             cols["answer_tok_start"], lengths):
+                                             starts, lengths):
         rows.append({"person_id": pid, "attribute": attr, "answer": ans, "prompt_ids": ids[:n],
                      "context_ids": ids[:start], "first_target": ids[start]})
     return rows
 
 
 def max_answer_tokens(ds: Dataset) -> int:
-    """Longest tokenized answer in the dataset, period included (input_ids carry no EOS); a
-    separate space token (see prompt_lengths) is not counted, the +2 margin of callers covers it."""
+    """Longest tokenized answer in the dataset, period and a separate space token (see
+    prompt_lengths) included; input_ids carry no EOS, which the +2 margin of callers covers."""
     lengths = pc.subtract(pc.list_value_length(ds.qa["input_ids"]), ds.qa["answer_tok_start"])
     return int(pc.max(lengths).as_py())
 

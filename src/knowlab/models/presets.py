@@ -8,7 +8,8 @@ generation and outside tools (peft, lm-eval, vLLM) work on them unchanged.
   attention, for masked language modelling (docs/gbert.md): GPT-NeoX with `is_causal=False`.
 - `gpt2`: GPT-2 with learned absolute positions. `llama`: a Llama of the same shape.
 - `hf`: any HF config file (`hf_config: path/to/config.json`).
-Sizes: `tiny` (CPU demos and tests), `small` = 12 layers, 12 heads, 768 wide (bioS, 124M),
+Sizes: `tiny` (CPU demos and tests), `small` = 12 layers, 12 heads, 768 wide (bioS; 124M with GPT-2's vocabulary, ~90M with
+knowlab's ~6,400-token BPE),
 `bior` = 12 layers, 20 heads, 1280 wide (302M), `custom` (n_layer/n_head/n_embd as given).
 """
 

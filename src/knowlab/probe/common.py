@@ -6,7 +6,8 @@ U starts at 0 so the model starts exactly as pretrained), a norm with affine par
 linear classifier per (task, read position). P-probing reads six positions of a bio entry
 (LayerNorm, rank 2, batch 50); Q-probing reads one position, the end of a name query (BatchNorm,
 rank 16, batch 200). Both use the same 11 tasks and AdamW (eps 1e-6, wd 0.3, lr 1e-3, no
-warm-up, linear decay to 0), with dropout on in the frozen model while the probe trains.
+warm-up, linear decay to 0), with dropout on in the frozen model while the probe trains (at
+the model's own rate, 0 for knowlab's presets, unless `dropout_rate` sets one).
 
 The training loop, and the cost of per-task versus shared embedding updates, are in
 `knowlab.probe.engine`.
@@ -66,7 +67,12 @@ class ProbeConfig:
     share_embedding_update: bool = False  # true: one update for all tasks, one forward (see docstring)
     layer: int | Literal["all"] = -1  # hidden_states index (0 = embeddings, -1 = last) or all of them
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    dropout: bool = True  # dropout on in the frozen model while the probe trains, as in the paper
+    # Dropout on in the frozen model while the probe trains, as in the paper. A no-op for models
+    # pretrained with dropout 0, which every knowlab preset is, unless dropout_rate sets a rate.
+    dropout: bool = True
+    # With dropout on: the frozen model's dropout rate while the probe trains (every dropout
+    # layer, attention's included). None keeps the model's own rate. The paper's is not stated.
+    dropout_rate: float | None = None
     train_fraction: float = 1.0  # share of P_train people the probe trains on
     max_test_people: int = 0  # evaluate on at most this many P_test people (0 = all)
     max_train_eval: int = 1000  # examples of the training people to report train accuracy on
@@ -89,6 +95,8 @@ class ProbeConfig:
                 raise KnowlabError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.rank < 0:
             raise KnowlabError(f"rank must be 0 or more, got {self.rank}")
+        if self.dropout_rate is not None and not 0.0 <= self.dropout_rate < 1.0:
+            raise KnowlabError(f"dropout_rate must be within [0, 1), got {self.dropout_rate}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise KnowlabError(f"train_fraction must be within (0, 1], got {self.train_fraction}")
         if min(self.micro_batch, self.max_test_people, self.max_train_eval, self.threads) < 0:

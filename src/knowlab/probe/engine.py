@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -103,11 +104,39 @@ def _loss(logits, y):
     return total
 
 
+@contextmanager
+def dropout_at(model, rate: float | None):
+    """Every dropout of `model` at `rate` inside the block (None: left alone), restored after.
+    HF models keep attention dropout either in an nn.Dropout or as a float attribute."""
+    saved = []
+    if rate is not None:
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                saved.append((module, "p", module.p))
+            elif isinstance(getattr(module, "attention_dropout", None), float):
+                saved.append((module, "attention_dropout", module.attention_dropout))
+        for module, key, _ in saved:
+            setattr(module, key, rate)
+    try:
+        yield
+    finally:
+        for module, key, value in saved:
+            setattr(module, key, value)
+
+
 def train_probe(model, train: Examples, test: Examples, n_classes: list[int], n_pos: int,
                 cfg: ProbeConfig, pad_id: int, desc: str = "probe", show_progress: bool | None = False) -> dict:
     """Train a probe on `train`; return accuracies (L, T, P) on `test` and on training examples.
 
-    The model is frozen in place: moved to the device, requires_grad off, left in eval mode."""
+    The model is frozen in place: moved to the device, requires_grad off, left in eval mode.
+    With `cfg.dropout` and a `cfg.dropout_rate`, its dropout runs at that rate while the probe
+    trains (evaluation has dropout off either way)."""
+    with dropout_at(model, cfg.dropout_rate if cfg.dropout else None):
+        return _train_probe(model, train, test, n_classes, n_pos, cfg, pad_id, desc, show_progress)
+
+
+def _train_probe(model, train: Examples, test: Examples, n_classes: list[int], n_pos: int,
+                 cfg: ProbeConfig, pad_id: int, desc: str, show_progress: bool | None) -> dict:
     from knowlab.progress import progress
 
     device = pick_device(cfg.device)

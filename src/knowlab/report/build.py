@@ -14,7 +14,7 @@ from pathlib import Path
 from knowlab.data.schema import ATTRIBUTES, SHORT
 from knowlab.io import write_bytes_atomic, write_text_atomic
 from knowlab.report import paper
-from knowlab.report.collect import StudyRuns, by_variant, eval_rows, pick
+from knowlab.report.collect import StudyRuns, best_of_grid, by_variant, eval_rows, pick
 from knowlab.report.html import markdown_to_html
 from knowlab.report.verdicts import effect_verdict, p_probe_verdict, q_probe_vs_qa
 
@@ -36,6 +36,34 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _grid_note(rows: list[dict]) -> str:
+    """Which finetune setting won, per method, for the report's text."""
+    kept = {(r["base"], r["method"]): r["finetune"] for r in best_of_grid(rows) if r.get("finetune")}
+    wins: dict[str, dict[str, int]] = {}
+    for (_, method), label in kept.items():
+        wins.setdefault(method, {}).setdefault(label, 0)
+        wins[method][label] += 1
+    tried = sorted({r["finetune"] for r in rows if r.get("finetune")})
+    said = "; ".join(f"{method}: " + ", ".join(f"`{label}` for {n} model(s)" for label, n in counts.items())
+                     for method, counts in wins.items())
+    return (f"Each model was finetuned with every setting of the study's finetune grid ({', '.join(tried)}); "
+            f"as in the paper ([P] App. D), each row keeps the best setting of its method, chosen by P_test "
+            f"mean exact match, and names it. Winners: {said}.")
+
+
+def _first_per_base(rows: list[dict]) -> dict[str, dict]:
+    """{base name: cells} of the first (for a grid, the first method's best) finetune of each model."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        out.setdefault(r["base"], r["name"])
+    cells = by_variant(rows, "test", "exact")
+    return {b: cells[n] for b, n in out.items() if n in cells}
+
+
+def _bios_of(variants: set) -> str:
+    return ", ".join(f"`{v}`" for v in sorted(v for v in variants if v)) or "the study's gbert_variant"
 
 
 def _mean_of(cells: dict | None, key: str = "mean") -> float | None:
@@ -61,37 +89,45 @@ class Report:
 
     # ---- sections -------------------------------------------------------------------------
     def augmentation(self) -> None:
-        rows = eval_rows(self.runs, "augmentation")
-        if not rows:
+        raw = eval_rows(self.runs, "augmentation")
+        if not raw:
             return
-        self.csv_rows += rows
+        self.csv_rows += raw
+        rows = best_of_grid(raw)
+        base = {r["name"]: r["base"] for r in rows}
         bio_rows = eval_rows(self.runs, "augmentation-pretrained")
         self.csv_rows += bio_rows
         qa = by_variant(rows, "test", "exact")
         bio = by_variant(bio_rows, "test", "bio_first_token")
         head = ["variant", "source", "BIO mem", *[SHORT.get(c, c) for c in COLS]]
         table = []
+        shown: set[str] = set()
         for name, cells in qa.items():
-            table.append([f"`{name}`", "knowlab", _pct(bio.get(name, {}).get("mean")), *[_pct(cells.get(c)) for c in COLS]])
-            ref = paper.figure3_row(name)
-            if ref:
+            variant = base.get(name, name)
+            table.append([f"`{name}`", "knowlab", _pct(bio.get(variant, {}).get("mean")), *[_pct(cells.get(c)) for c in COLS]])
+            ref = paper.figure3_row(variant)
+            if ref and variant not in shown:
                 table.append(["", "paper", ">99", *[_pct(ref[c]) for c in COLS]])
+                shown.add(variant)
         self.md += ["## Results 2-3: knowledge augmentation (Figure 3)",
                     "Pretrain on bios, finetune on the QAs of P_train, score whole-answer exact match on "
                     "P_test (%). BIO mem = first-token accuracy on attribute values inside the bios of P_test "
                     "people, measured on the pretrained model before finetuning. Mean ± std over seeds "
-                    "where several ran.", "", _table(head, table), ""]
+                    "where several ran.", ""]
+        if any(r["finetune"] for r in raw):
+            self.md += [_grid_note(raw), ""]
+        self.md += [_table(head, table), ""]
         self.md += [f"Paper scale: {paper.PAPER_SCALE}.", ""]
-        self.md.append(self._bar_chart(qa))
+        self.md.append(self._bar_chart(qa, base))
 
-    def _bar_chart(self, qa: dict) -> str:
+    def _bar_chart(self, qa: dict, base: dict[str, str]) -> str:
         from matplotlib.figure import Figure
 
         names = list(qa)
         fig = Figure(figsize=(1.6 + 1.4 * len(names), 3.2), layout="constrained")
         ax = fig.add_subplot()
         ours = [_mean_of(qa[n]) or 0 for n in names]
-        theirs = [(paper.figure3_row(n) or {}).get("mean") or 0 for n in names]
+        theirs = [(paper.figure3_row(base.get(n, n)) or {}).get("mean") or 0 for n in names]
         x = range(len(names))
         ax.bar([i - 0.2 for i in x], ours, width=0.4, label="knowlab")
         ax.bar([i + 0.2 for i in x], theirs, width=0.4, label="paper", alpha=0.6)
@@ -190,16 +226,17 @@ class Report:
                     table.append(["", "paper (first token)", *[
                         f"{ref[first.index(t)]:.1f}" if t in first and first.index(t) < len(ref) else "" for t in tasks]])
             self.md += [_table(["model", "source", *tasks], table), ""]
-            qa = by_variant(eval_rows(self.runs, "augmentation"), "test", "exact")
+            qa = _first_per_base(best_of_grid(eval_rows(self.runs, "augmentation")))
             variant = {n: n.rsplit("-s", 1)[0] for n in q_results}  # run name "<variant>-s<seed>"
             pairs = {n: (res, _mean_of(qa[variant[n]])) for n, res in q_results.items() if variant[n] in qa}
             self.md += q_probe_vs_qa(pairs)
 
     def celebrity(self) -> None:
-        rows = eval_rows(self.runs, "celebrity") + eval_rows(self.runs, "celebrity-alone")
-        if not rows:
+        raw = eval_rows(self.runs, "celebrity") + eval_rows(self.runs, "celebrity-alone")
+        if not raw:
             return
-        self.csv_rows += rows
+        self.csv_rows += raw
+        rows = best_of_grid(raw)
         table = []
         for study, label in (("celebrity-alone", "minority alone"), ("celebrity", "with celebrities")):
             qa = by_variant(pick(rows, study=study), "test", "exact")
@@ -244,8 +281,9 @@ class Report:
         self.csv_rows += rows  # GPT's rows are written by the mixed and augmentation sections
         tuned = pick(rows, study="gbert-finetune")
         variants = {r["variant"] for r in tuned}
-        gpt_tuned = [r for r in eval_rows(self.runs, "augmentation") if r["variant"] in variants]
-        groups = [("GBERT", "mixed training", by_variant(pick(rows, study="gbert-mixed"), "test", "exact")),
+        gpt_tuned = best_of_grid([r for r in eval_rows(self.runs, "augmentation") if r["variant"] in variants])
+        gbert_mixed = by_variant(pick(rows, study="gbert-mixed"), "test", "exact")
+        groups = [("GBERT", "mixed training", gbert_mixed),
                   ("GPT", "mixed training", by_variant(eval_rows(self.runs, "mixed"), "test", "exact")),
                   ("GBERT", "BIO + finetune", by_variant(tuned, "test", "exact")),
                   ("GPT", "BIO + finetune", by_variant(gpt_tuned, "test", "exact"))]
@@ -255,10 +293,14 @@ class Report:
                     "GBERT is the GPT stack with bidirectional attention, trained by whole-word masked "
                     "language modelling; a question is answered by filling one mask per answer token, "
                     "all of which must be right. Mixed training uses single bios; finetuning starts from a "
-                    "model BIO-pretrained on the bios named in the run, with the study's own finetune (as GPT's "
-                    "row) and each LoRA variant of App. H (q/v rank, then a rank-128 or the full embedding). "
-                    "QA exact match on P_test (%).", "",
+                    f"model BIO-pretrained on {_bios_of(variants)} bios (the run names them), with the study's "
+                    "own finetune (as GPT's row) and each LoRA variant of App. H (q/v rank, then a rank-128 or "
+                    "the full embedding). QA exact match on P_test (%).", "",
                     _table(["model", "training", "run", *[SHORT.get(c, c) for c in COLS]], table), ""]
+        if len(gbert_mixed) > 1:
+            top = max(gbert_mixed, key=lambda n: _mean_of(gbert_mixed[n]) or 0)
+            self.md += [f"GBERT's mixed training ran at {len(gbert_mixed)} QA ratios; App. H reports the better "
+                        f"of QA_r 0.2 and 0.8. Best here: `{top}` ({_pct(gbert_mixed[top].get('mean'))}% on P_test).", ""]
         easy, hard = ("birth_date", "major"), ("birth_city", "university", "company", "company_city")
         best = [c for model, _, qa in groups if model == "GBERT" for c in qa.values()]
         if best:
@@ -316,7 +358,7 @@ class Report:
         write_text_atomic(self.root / "report.md", text)
         write_text_atomic(self.root / "report.html", markdown_to_html(text, self.root, title=f"knowlab {plan['study']}"))
         buf = io.StringIO()
-        fields = ["study", "name", "variant", "seed", "point", "split", "metric", "attribute", "value"]
+        fields = ["study", "name", "variant", "seed", "point", "split", "metric", "attribute", "value", "finetune"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.csv_rows)

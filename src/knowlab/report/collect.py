@@ -69,8 +69,32 @@ def eval_rows(runs: StudyRuns, study: str) -> list[dict]:
                         "variant": run["tags"].get("variant"), "seed": run["tags"].get("seed"),
                         "point": run["tags"].get("point", ""), "split": split, "metric": metric,
                         "attribute": attr, "value": value,
+                        "finetune": run["tags"].get("finetune", ""), "method": run["tags"].get("method", ""),
                     })
     return rows
+
+
+def best_of_grid(rows: list[dict]) -> list[dict]:
+    """Rows of a finetune grid (tagged `finetune`) cut to the best setting of each method per run
+    name, by mean P_test exact match over seeds, as the paper reports its best finetune
+    ([P] App. D). Kept rows are renamed "<name> (<setting>)" and remember the name as `base`;
+    rows outside a grid pass unchanged."""
+    scores: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r.get("finetune") and (r["split"], r["metric"], r["attribute"]) == ("test", "exact", "mean"):
+            scores.setdefault((r["name"], r["method"], r["finetune"]), []).append(r["value"])
+    best: dict[tuple, tuple[str, float]] = {}
+    for (name, method, label), values in scores.items():
+        score = sum(values) / len(values)
+        if (name, method) not in best or score > best[(name, method)][1]:
+            best[(name, method)] = (label, score)
+    out = []
+    for r in rows:
+        if not r.get("finetune"):
+            out.append({**r, "base": r["name"]})
+        elif best.get((r["name"], r["method"]), ("",))[0] == r["finetune"]:
+            out.append({**r, "name": f"{r['name']} ({r['finetune']})", "base": r["name"]})
+    return out
 
 
 def pick(rows: list[dict], **where: Any) -> list[dict]:

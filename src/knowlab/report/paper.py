@@ -1,6 +1,6 @@
-"""The paper's numbers, for side-by-side tables. Sources: ../shared/paper/NOTES.md §3 (Figure 3
-and Figure 7 read off the paper's figures; rows marked "inferred" had their labels hidden and
-are mapped by the App. A.1 order, which NOTES.md calls an inference)."""
+"""The paper's numbers, for side-by-side tables; docs/paper.md lists them with their sources.
+Figure 3 and Figure 7 are read off the paper's figures; rows marked "inferred" had their labels
+hidden and are mapped by the App. A.1 order, an inference."""
 
 from __future__ import annotations
 

@@ -21,6 +21,49 @@ class ScalingPoint:
     qa_ratio: float = 0.8
     size: str = ""  # model size; "" = the pretrain preset's
     steps: int = 0  # 0 = the mixed study's steps
+    exposures: float = 0.0  # bio exposures per person instead of steps; 0 = the mixed study's budget
+
+
+def _short(x: float) -> str:
+    """3e-4 rather than 0.0003: how the paper writes its learning rates."""
+    if x and abs(x) < 0.01:
+        mantissa, exponent = f"{x:e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{x:g}"
+
+
+@dataclass
+class FinetuneGrid:
+    """Several QA finetunes of one model, the best of each method reported, as [P] App. D does:
+    LoRA at each q/v rank, full finetuning at every lr x weight decay. Empty (the default): the
+    finetune preset's one finetune, with the run keys studies had before grids existed."""
+
+    lora_r: list[int] = field(default_factory=list)  # LoRA ranks on query/value
+    full_lr: list[float] = field(default_factory=list)
+    full_weight_decay: list[float] = field(default_factory=list)
+
+    def settings(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(method, label, finetune overrides) per setting."""
+        out: list[tuple[str, str, dict[str, Any]]] = [
+            ("lora", f"lora-r{r}", {"method": "lora", "lora.r": r}) for r in self.lora_r]
+        out += [("full", f"full-lr{_short(lr)}-wd{_short(wd)}", {"method": "full", "full_lr": lr, "optim.weight_decay": wd})
+                for lr in self.full_lr for wd in self.full_weight_decay]
+        return out
+
+    def describe(self) -> str:
+        parts = []
+        if self.lora_r:
+            parts.append(f"LoRA q/v r in {{{', '.join(map(str, self.lora_r))}}}")
+        if self.full_lr:
+            parts.append(f"full finetuning, lr in {{{', '.join(map(_short, self.full_lr))}}} x weight decay "
+                         f"in {{{', '.join(map(_short, self.full_weight_decay))}}}")
+        return "; ".join(parts) + " (the best setting of each method is reported)"
+
+    def validate(self) -> None:
+        if bool(self.full_lr) != bool(self.full_weight_decay):
+            raise KnowlabError("finetune_grid: full_lr and full_weight_decay go together (both empty or both set)")
+        if any(r < 1 for r in self.lora_r):
+            raise KnowlabError(f"finetune_grid.lora_r: ranks must be at least 1, got {self.lora_r}")
 
 
 @dataclass
@@ -63,13 +106,25 @@ class StudyConfig:
     probing_variants: list[str] = field(default_factory=lambda: ["single", "multi5+permute+fullname"])
     mixed_qa_ratio: float = 0.8
     mixed_steps: int = 0  # 0 = the pretrain preset's steps
+    # Bio exposures per person of mixed training (train/budget.py); 0 = the pretrain preset's
+    # budget. The paper mixes in the same tokens as BIO pretraining, so at QA_r 0.8 a person's
+    # bio is read a fifth as often: 108 times, not 540.
+    mixed_exposures: float = 0.0
+    # The minority's exposures in the celebrity study (both runs); 0 = the pretrain preset's budget.
+    celebrity_exposures: float = 0.0
     mixed_eval_every: int = 100
     celebrity_people: int = 0  # celebrities; 0 = as many as the minority
     celebrity_variant: str = "multi5+permute"
     minority_variant: str = "single+permute1"
     scaling: list[ScalingPoint] = field(default_factory=list)
+    # Finetunes per model in the augmentation, celebrity and gbert studies (GPT's rows).
+    finetune_grid: FinetuneGrid = field(default_factory=FinetuneGrid)
     gbert_steps: int = 0  # 0 = the pretrain preset's steps
     gbert_variant: str = "single"  # bios GBERT is BIO-pretrained on before QA finetuning
+    # QA ratios of GBERT's mixed training, the best reported ([P] App. H: 0.2 and 0.8); empty =
+    # mixed_qa_ratio alone.
+    gbert_qa_ratios: list[float] = field(default_factory=list)
+    gbert_in_all: bool = False  # whether `study run all` includes the gbert study
     emergence: EmergenceConfig = field(default_factory=EmergenceConfig)
     # For --dry-run estimates only; the source says where the figure was measured.
     assumed_tokens_per_s: float = 0.0
@@ -80,6 +135,9 @@ class StudyConfig:
             raise KnowlabError(f"parallel must be at least 1, got {self.parallel}")
         from knowlab.data.spec import parse_spec
 
+        for ratio in self.gbert_qa_ratios:
+            if not 0.0 < ratio < 1.0:
+                raise KnowlabError(f"gbert_qa_ratios: each must be within (0, 1), got {ratio}")
         singles = [self.celebrity_variant, self.minority_variant, self.gbert_variant, self.emergence.probe_variant]
         for v in self.augmentation_variants + self.probing_variants + singles:
             parse_spec(v)

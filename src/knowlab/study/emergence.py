@@ -16,14 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from knowlab.study.plan import Planner, Run
+from knowlab.study.plan import Planner, Run, _num
 
 HEAD_DIM = 32  # width / heads on the width axis, the tiny preset's 128 / 4
-
-
-def _num(value: float) -> int | float:
-    """300.0 -> 300, so a point's argv matches the same budget given on the command line."""
-    return int(value) if float(value).is_integer() else value
 
 
 def _point(run: Run, result: str, axis: str, value: Any) -> Run:
@@ -57,8 +52,7 @@ def celebrity(pl: Planner, seed: int) -> list[Run]:
     """Result 6: the celebrity study's pair of runs at each of the minority's exposures."""
     rows = []
     for e in pl.cfg.emergence.celebrity_exposures:
-        runs = pl.celebrity_runs(seed, exposures=_num(e))
-        for study, run in runs.items():
+        for study, run in pl.celebrity_runs(seed, exposures=_num(e)):
             rows.append(_point(pl._tag(run, f"emergence-{study}"), "6", "exposures", _num(e)))
     return rows
 

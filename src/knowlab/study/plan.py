@@ -63,6 +63,11 @@ def _kv(overrides: dict[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(overrides.items())]
 
 
+def _num(value: float) -> int | float:
+    """300.0 -> 300, so a budget's argv matches the same budget given on the command line."""
+    return int(value) if float(value).is_integer() else value
+
+
 def _with_budget(*layers: dict[str, Any]) -> dict[str, Any]:
     """Merge override layers; a layer that sets `steps` or `exposures` (not both) replaces the
     budget of the layers before it, as on the command line (train/config.budget_overrides)."""
@@ -105,6 +110,19 @@ class Planner:
                 "--preset", self.cfg.finetune_preset, *_kv(conf)]
         return self._add(Run("finetune", name or model.name, argv, [model, data], tags=dict(model.tags)))
 
+    def finetunes(self, model: Run, data: Run, seed: int) -> list[Run]:
+        """The study's finetunes of `model`: the preset's one, or one per setting of the
+        finetune grid, tagged with its method and label so the report keeps the best of each."""
+        settings = self.cfg.finetune_grid.settings()
+        if not settings:
+            return [self.finetune(model, data, seed)]
+        runs = []
+        for method, label, over in settings:
+            run = self.finetune(model, data, seed, name=f"{model.name}-{label}", **over)
+            run.tags.update(finetune=label, method=method)
+            runs.append(run)
+        return runs
+
     def evaluate(self, model: Run, data: Run, split: str = "both") -> Run:
         argv = ["eval", "qa", model.output, "--data", data.output, "--split", split,
                 "--beams", str(self.cfg.eval_beams), "--batch-size", str(self.cfg.eval_batch_size),
@@ -129,8 +147,8 @@ class Planner:
             for variant in self.cfg.augmentation_variants:
                 data = self.data(variant, seed)
                 model = self.pretrain(data, variant, seed)
-                tuned = self.finetune(model, data, seed)
-                rows.append(self._tag(self.evaluate(tuned, data), "augmentation", bio_model=model))
+                for tuned in self.finetunes(model, data, seed):
+                    rows.append(self._tag(self.evaluate(tuned, data), "augmentation", bio_model=model))
                 rows.append(self._tag(self.evaluate(model, data, split="test"), "augmentation-pretrained"))
         return rows
 
@@ -138,9 +156,8 @@ class Planner:
         rows = []
         for seed in self.seeds:
             data = self.data("single", seed)
-            over = {"qa_ratio": self.cfg.mixed_qa_ratio, "eval_every": self.cfg.mixed_eval_every}
-            if self.cfg.mixed_steps:
-                over["steps"] = self.cfg.mixed_steps
+            over = {"qa_ratio": self.cfg.mixed_qa_ratio, "eval_every": self.cfg.mixed_eval_every,
+                    **self._mixed_budget()}
             model = self.pretrain(data, f"mixed-single-qa{self.cfg.mixed_qa_ratio}", seed, **over)
             rows.append(self._tag(self.evaluate(model, data), "mixed"))
         return rows
@@ -155,7 +172,15 @@ class Planner:
                 rows.append(self._tag(self.probe("q", model, data), "probing-q"))
         return rows
 
-    def celebrity_runs(self, seed: int, **over: Any) -> dict[str, Run]:
+    def _mixed_budget(self, steps: int = 0, exposures: float = 0.0) -> dict[str, Any]:
+        """A point's own budget, else the mixed study's, else (empty) the pretrain preset's."""
+        if steps or exposures:
+            return {"steps": steps} if steps else {"exposures": _num(exposures)}
+        if self.cfg.mixed_steps:
+            return {"steps": self.cfg.mixed_steps}
+        return {"exposures": _num(self.cfg.mixed_exposures)} if self.cfg.mixed_exposures else {}
+
+    def celebrity_runs(self, seed: int, **over: Any) -> list[tuple[str, Run]]:
         """Result 6 at one seed: the minority finetuned on celebrity QAs ("celebrity"), its BIO
         memorisation before finetuning ("celebrity-pretrained"), and the minority alone
         ("celebrity-alone"); `over` goes to both pretrainings (e.g. the minority's exposures)."""
@@ -166,13 +191,15 @@ class Planner:
         model = self.pretrain(mixed, f"celebrity-{self.cfg.minority_variant}", seed, **over)
         alone = self.data(self.cfg.minority_variant, seed)
         alone_model = self.pretrain(alone, self.cfg.minority_variant, seed, **over)
-        return {"celebrity": self.evaluate(self.finetune(model, mixed, seed), mixed),
-                # The minority's BIO memorisation before finetuning: the effect means little without it.
-                "celebrity-pretrained": self.evaluate(model, mixed, split="test"),
-                "celebrity-alone": self.evaluate(self.finetune(alone_model, alone, seed), alone)}
+        runs = [("celebrity", self.evaluate(t, mixed)) for t in self.finetunes(model, mixed, seed)]
+        # The minority's BIO memorisation before finetuning: the effect means little without it.
+        runs.append(("celebrity-pretrained", self.evaluate(model, mixed, split="test")))
+        runs += [("celebrity-alone", self.evaluate(t, alone)) for t in self.finetunes(alone_model, alone, seed)]
+        return runs
 
     def celebrity(self) -> list[Run]:
-        return [self._tag(run, study) for seed in self.seeds for study, run in self.celebrity_runs(seed).items()]
+        over = {"exposures": _num(self.cfg.celebrity_exposures)} if self.cfg.celebrity_exposures else {}
+        return [self._tag(run, study) for seed in self.seeds for study, run in self.celebrity_runs(seed, **over)]
 
     def mixed_scaling(self) -> list[Run]:
         rows = []
@@ -183,8 +210,7 @@ class Planner:
                 over: dict[str, Any] = {"qa_ratio": point.qa_ratio, "eval_every": self.cfg.mixed_eval_every}
                 if point.size:
                     over["model.size"] = point.size
-                if point.steps or self.cfg.mixed_steps:
-                    over["steps"] = point.steps or self.cfg.mixed_steps
+                over.update(self._mixed_budget(point.steps, point.exposures))
                 model = self.pretrain(data, f"scaling-{point.name}", seed, **over)
                 run = self._tag(self.evaluate(model, data), "mixed-scaling")
                 run.tags["point"] = point.name
@@ -205,13 +231,16 @@ class Planner:
         variant = self.cfg.gbert_variant
         for seed in self.seeds:
             single = self.data("single", seed)
-            over = {**mlm, "qa_ratio": self.cfg.mixed_qa_ratio, "eval_every": self.cfg.mixed_eval_every}
-            mixed = self.pretrain(single, f"gbert-mixed-single-qa{self.cfg.mixed_qa_ratio}", seed, **over)
-            rows.append(self._tag(self.evaluate(mixed, single), "gbert-mixed"))
+            for ratio in self.cfg.gbert_qa_ratios or [self.cfg.mixed_qa_ratio]:
+                over = {**mlm, "qa_ratio": ratio, "eval_every": self.cfg.mixed_eval_every}
+                mixed = self.pretrain(single, f"gbert-mixed-single-qa{ratio}", seed, **over)
+                mixed.tags["qa_ratio"] = ratio
+                rows.append(self._tag(self.evaluate(mixed, single), "gbert-mixed"))
 
             data = self.data(variant, seed)
             gpt = self.pretrain(data, variant, seed)
-            rows.append(self._tag(self.evaluate(self.finetune(gpt, data, seed), data), "augmentation", bio_model=gpt))
+            rows += [self._tag(self.evaluate(t, data), "augmentation", bio_model=gpt)
+                     for t in self.finetunes(gpt, data, seed)]
             model = self.pretrain(data, f"gbert-{variant}", seed, **mlm)
             rows.append(self._tag(self.probe("q", model, data), "gbert-probe-q"))
             # The study's own finetune (what GPT's row used) compares like with like; the four
@@ -239,11 +268,13 @@ class Planner:
         builders = {"augmentation": self.augmentation, "mixed": self.mixed, "probing": self.probing,
                     "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling, "gbert": self.gbert,
                     "emergence": lambda: emergence.plan(self)}
-        # GBERT stays out of "all": two more pretrainings that, at the tiny preset's steps, do not
-        # yet memorise the bios (docs/gbert.md); run `study run gbert` on its own. The emergence
-        # sweeps are many runs each and have their own command too.
+        # GBERT stays out of "all" unless the preset says otherwise (the paper's does): two more
+        # pretrainings that, at the tiny preset's steps, do not yet memorise the bios
+        # (docs/gbert.md); run `study run gbert` on its own. The emergence sweeps are many runs
+        # each and have their own command too.
+        skip = {"emergence"} | (set() if self.cfg.gbert_in_all else {"gbert"})
         if study == "all":
-            return [r for name in builders if name not in ("gbert", "emergence") for r in builders[name]()]
+            return [r for name in builders if name not in skip for r in builders[name]()]
         return builders[study]()
 
     def ordered(self) -> list[Run]:

@@ -103,6 +103,22 @@ def dry_run_text(cfg: StudyConfig, runs: list[Run], root: Path) -> str:
     return "\n".join(lines)
 
 
+def plan_summary(cfg: StudyConfig, study: str) -> str:
+    """What the plan compares, in words: the finetunes per model, the probed variants, GBERT's
+    QA ratios and the bios its finetuning starts from."""
+    grid = cfg.finetune_grid
+    lines = ["QA finetuning: " + (grid.describe() if grid.settings() else
+                                  f"one finetune per model (finetune preset `{cfg.finetune_preset}`)")]
+    if study in ("probing", "all"):
+        lines.append(f"Probed variants ({len(cfg.probing_variants)}, P and Q): {', '.join(cfg.probing_variants)}")
+    if study == "gbert" or (study == "all" and cfg.gbert_in_all):
+        ratios = cfg.gbert_qa_ratios or [cfg.mixed_qa_ratio]
+        best = " (the best reported)" if len(ratios) > 1 else ""
+        lines.append(f"GBERT: mixed training on single bios at QA_r {', '.join(f'{r:g}' for r in ratios)}{best}; "
+                     f"BIO-pretrained on `{cfg.gbert_variant}` bios before QA finetuning")
+    return "\n".join(lines) + "\n"
+
+
 def run_study(study: str, preset: str, out: Path, seeds: list[int], extra: dict[str, str],
               dry_run: bool = False, command: str = "", parallel: int | None = None) -> int:
     cfg = load_study_config(preset, extra)
@@ -111,6 +127,7 @@ def run_study(study: str, preset: str, out: Path, seeds: list[int], extra: dict[
     runs = planner.ordered()
     root = out.resolve()
     if dry_run:
+        print(plan_summary(cfg, study))
         print(dry_run_text(cfg, runs, root))
         return 0
     root.mkdir(parents=True, exist_ok=True)

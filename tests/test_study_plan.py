@@ -1,0 +1,90 @@
+"""Study plans without running them: the paper preset's finetune grid, GBERT's QA ratios and the
+probed variants; the report's choice of the best finetune of each method."""
+
+import json
+
+from knowlab.data.schema import ATTRIBUTES
+from knowlab.study.plan import Planner
+from knowlab.study.session import load_study_config, plan_summary
+
+FIGURE3 = 16
+
+
+def _plan(preset: str, study: str, **extra):
+    cfg = load_study_config(preset, {k: str(v) for k, v in extra.items()})
+    planner = Planner(cfg, preset, [0], {})
+    planner.plan(study)
+    return cfg, planner.ordered()
+
+
+def test_paper_plan_has_the_finetune_grid_gbert_ratios_and_every_probed_variant():
+    cfg, runs = _plan("paper", "all")
+    tunes = [r for r in runs if r.kind == "finetune" and r.tags.get("study") != "gbert-finetune"
+             and not r.name.startswith("gbert-")]
+    labels = {r.tags["finetune"] for r in tunes}
+    assert labels == {"lora-r8", "lora-r16"} | {f"full-lr{lr}-wd{wd}" for lr in ("1e-3", "3e-4", "1e-4")
+                                                for wd in ("0.01", "1e-3")}
+    single = [r for r in tunes if r.tags["variant"] == "single" and "celebrity" not in r.name]
+    assert len(single) == 8 and any("lora.r=16" in r.argv for r in single)
+    assert any({"method=full", "full_lr=0.0003", "optim.weight_decay=0.001"} <= set(r.argv) for r in single)
+    gbert_mixed = [r for r in runs if r.kind == "pretrain" and r.name.startswith("gbert-mixed")]
+    assert sorted(r.tags["qa_ratio"] for r in gbert_mixed) == [0.2, 0.8]
+    assert {r.tags["variant"] for r in runs if r.kind == "pretrain" and r.name.startswith("gbert-multi")} \
+        == {cfg.gbert_variant}
+    probed = {r.tags["variant"] for r in runs if r.kind == "probe-q" and not r.name.startswith("gbert")}
+    assert len(probed) == FIGURE3 == len(cfg.augmentation_variants) and probed == set(cfg.augmentation_variants)
+    text = plan_summary(cfg, "all")
+    assert "LoRA q/v r in {8, 16}" in text and "lr in {1e-3, 3e-4, 1e-4}" in text
+    assert "QA_r 0.2, 0.8" in text and "Probed variants (16" in text and "`multi5+permute` bios" in text
+
+
+def test_without_a_grid_the_tiny_plan_has_one_finetune_per_model_and_no_gbert_in_all():
+    _, runs = _plan("tiny", "all")
+    tunes = [r for r in runs if r.kind == "finetune"]
+    assert len({r.deps[0].key for r in tunes}) == len(tunes)
+    assert not any("finetune" in r.tags for r in tunes)
+    assert not any(r.name.startswith("gbert") for r in runs)
+    _, with_grid = _plan("tiny", "augmentation", **{"finetune_grid.lora_r": "[8, 16]"})
+    assert len([r for r in with_grid if r.kind == "finetune"]) == 2 * len(tunes[:2])
+
+
+def _fake_study(root, scores: dict):
+    """A study folder whose augmentation evals scored `scores[(variant, label)]` on every attribute."""
+    runs = []
+    for i, ((variant, label), score) in enumerate(scores.items()):
+        out = f"@/eval/{variant}-{label}-{i}.json"
+        tags = {"study": "augmentation", "studies": ["augmentation"], "variant": variant, "seed": 0,
+                "name": variant, "finetune": label, "method": label.split("-")[0]}
+        runs.append({"kind": "eval", "name": f"{variant}-{label}", "key": str(i), "argv": [], "output": out,
+                     "deps": [], "tags": tags})
+        metrics = {a: score for a in (*ATTRIBUTES, "mean")}
+        (root / out[2:]).parent.mkdir(parents=True, exist_ok=True)
+        (root / out[2:]).write_text(json.dumps({"splits": {"test": {"exact": metrics}}}))
+        (root / (out[2:] + ".done.json")).write_text("{}")
+    (root / "study.json").write_text(json.dumps({"study": "augmentation", "preset": "paper", "seeds": [0],
+                                                 "runs": runs}))
+
+
+def test_report_keeps_the_best_setting_of_each_method_and_says_which_won(tmp_path):
+    from knowlab.report.build import build_report
+
+    _fake_study(tmp_path, {("single", "lora-r8"): 0.05, ("single", "lora-r16"): 0.09,
+                           ("single", "full-lr1e-3-wd0.01"): 0.02, ("single", "full-lr1e-4-wd0.01"): 0.04})
+    report = build_report(tmp_path).read_text()
+    assert "| `single (lora-r16)` | knowlab |" in report and "| `single (full-lr1e-4-wd0.01)` |" in report
+    assert "`single (lora-r8)`" not in report and "(full-lr1e-3-wd0.01)`" not in report
+    assert "Winners: lora: `lora-r16` for 1 model(s); full: `full-lr1e-4-wd0.01` for 1 model(s)" in report
+    assert report.count("|  | paper |") == 1  # the paper's row once per variant
+    csv = (tmp_path / "results.csv").read_text()
+    assert "lora-r8" in csv  # every setting stays in results.csv
+
+
+def test_bad_grid_and_ratio_settings_are_one_clear_error():
+    import pytest
+
+    from knowlab.errors import KnowlabError
+
+    with pytest.raises(KnowlabError, match="full_lr and full_weight_decay go together"):
+        load_study_config("tiny", {"finetune_grid.full_lr": "[1e-4]"})
+    with pytest.raises(KnowlabError, match="gbert_qa_ratios"):
+        load_study_config("tiny", {"gbert_qa_ratios": "[0.2, 1.5]"})
