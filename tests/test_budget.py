@@ -124,3 +124,13 @@ def test_the_paper_preset_reads_each_bio_as_often_as_the_paper(tmp_path):
     passes = budget.steps * cfg.batch * cfg.model.context / (100_000 * stats.tokens_per_entry)
     assert passes == pytest.approx(PAPER_EXPOSURES, rel=0.05)
     assert 55_000 < budget.steps < 72_000  # not the 80,000 that would read each bio ~690 times
+
+
+def test_the_papers_exposures_for_each_kind_of_run():
+    from knowlab.train.budget import paper_exposures
+
+    assert paper_exposures(SINGLE, 0.0) == pytest.approx(538.6, abs=0.5)  # 80,000 x 96 x 512 / (100,000 x 73)
+    assert paper_exposures(MULTI5, 0.0) == pytest.approx(538.6, abs=0.5)  # five entries, each read 108 times
+    assert paper_exposures(SINGLE, 0.8) == pytest.approx(107.7, abs=0.5)  # mixed training: a fifth are bios
+    assert paper_exposures(CELEBRITY, 0.0) == pytest.approx(89.8, abs=0.5)  # the minority's share of 600,000 entries
+    assert paper_exposures(SINGLE, 0.0, "mlm") == pytest.approx(1009.9, abs=0.5)  # GBERT's 150,000 steps

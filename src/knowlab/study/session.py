@@ -59,28 +59,31 @@ def _data_stats(data: Run, root: Path, cache: dict) -> tuple[dict, bool]:
 
 
 def pretrain_budget(run: Run, root: Path, cache: dict):
-    """(Budget, exact?) of a pretraining run, resolved as the run will resolve it."""
-    from knowlab.train.budget import budget_for
+    """(Budget, exact?, the paper's exposures for a run of this shape) of a pretraining run,
+    resolved as the run will resolve it."""
+    from knowlab.train.budget import budget_for, paper_exposures
     from knowlab.train.config import PretrainConfig, budget_overrides
 
     argv = run.argv
     preset = argv[argv.index("--preset") + 1]
     cfg = load(PretrainConfig, preset_path("pretrain", preset), budget_overrides(_overrides(argv)))
     stats, exact = _data_stats(run.deps[0], root, cache)
-    return budget_for(stats, cfg.batch, cfg.model.context, cfg.qa_ratio, cfg.steps, cfg.exposures), exact
+    budget = budget_for(stats, cfg.batch, cfg.model.context, cfg.qa_ratio, cfg.steps, cfg.exposures)
+    return budget, exact, paper_exposures(stats, cfg.qa_ratio, cfg.objective)
 
 
 def dry_run_text(cfg: StudyConfig, runs: list[Run], root: Path) -> str:
     from knowlab.train.budget import PAPER_EXPOSURES
 
-    lines = [f"{'kind':10s} {'run':42s} {'steps':>9s} {'tokens':>15s} {'exposures':>18s}  status"]
+    lines = [f"{'kind':10s} {'run':42s} {'steps':>9s} {'tokens':>15s} {'exposures':>18s} {'paper':>6s}  status"]
     total_tokens = 0
     cache: dict = {}
     estimated = False
     for run in runs:
-        steps, tokens, exposures = "", "", ""
+        steps, tokens, exposures, theirs = "", "", "", ""
         if run.kind == "pretrain":
-            budget, exact = pretrain_budget(run, root, cache)
+            budget, exact, paper = pretrain_budget(run, root, cache)
+            theirs = f"{paper:,.0f}"
             t = budget.steps * budget.tokens_per_step
             total_tokens += t
             # What is derived from the dataset is an estimate until the dataset exists.
@@ -91,9 +94,11 @@ def dry_run_text(cfg: StudyConfig, runs: list[Run], root: Path) -> str:
             steps, tokens = f"{mark_steps}{budget.steps:,}", f"{mark_steps}{t:,}"
             exposures = mark_exp + "/".join(f"{e:,.0f}" for _, e in sorted(budget.exposures.items()))
         status = "done" if is_done(run, root) else "to run"
-        lines.append(f"{run.kind:10s} {run.name[:42]:42s} {steps:>9s} {tokens:>15s} {exposures:>18s}  {status}")
+        lines.append(f"{run.kind:10s} {run.name[:42]:42s} {steps:>9s} {tokens:>15s} {exposures:>18s} {theirs:>6s}  {status}")
     lines.append(f"\n{len(runs)} runs; pretraining {total_tokens:,} tokens in all. Exposures: passes over one "
-                 f"bio entry per person (per group, alphabetical, where groups differ; the paper: ~{PAPER_EXPOSURES}).")
+                 f"bio entry per person (per group, alphabetical, where groups differ). Paper: the exposures of "
+                 f"the group with the fewest in the paper's run of this kind (BIO pretraining ~{PAPER_EXPOSURES}, "
+                 "mixed training at QA_r 0.8 ~108, the celebrity minority ~90).")
     if estimated:
         lines.append("~: from a 1,000-person sample of a dataset not generated yet (tokens per bio within about 1%).")
     if cfg.assumed_tokens_per_s:

@@ -87,6 +87,20 @@ class Budget:
         return f"{self.steps:,} steps = {per} exposures per person (paper: ~{PAPER_EXPOSURES})"
 
 
+PAPER_TOKENS = {"clm": 80_000 * 96 * 512, "mlm": 150_000 * 96 * 512}  # [P] App. C and App. H
+PAPER_PEOPLE, PAPER_BIO_TOKENS = 100_000, 73  # per group; GPT-2 tokens of a bioS entry
+
+
+def paper_exposures(stats: dict[str, GroupStats], qa_ratio: float, objective: str = "clm") -> float:
+    """What the paper's budget gives the group with the fewest exposures in a run of this shape:
+    its tokens (80,000 or, for GBERT, 150,000 steps of 96 x 512) over 100,000 people per group
+    with the same entries per person as `stats`, at 73 tokens an entry. BIO pretraining ~540;
+    mixed training at QA_r 0.8 ~108; the celebrity minority ~90."""
+    entries = sum(PAPER_PEOPLE * s.entries_per_person for s in stats.values())
+    fewest = min(s.entries_per_person for s in stats.values())
+    return PAPER_TOKENS[objective] * (1.0 - qa_ratio) / (entries * PAPER_BIO_TOKENS) * fewest
+
+
 def bio_tokens_per_step(batch: int, context: int, qa_ratio: float) -> float:
     return batch * context * (1.0 - qa_ratio)
 
