@@ -287,6 +287,14 @@ class Report:
                         "the paper finds GBERT's Q-probe tracks its QA accuracy too): accuracy (%).", "",
                         _table(["model", *tasks], ptable), ""]
 
+    def manipulation(self) -> None:
+        """Part 3.2, built in report/manipulation.py."""
+        from knowlab.report.manipulation import section
+
+        lines, rows = section(self.runs, self.fig)
+        self.md += lines
+        self.csv_rows += rows
+
     def appendix(self) -> None:
         plan = self.runs.plan
         lines = ["## Runs and configs", f"Command: `{plan.get('command', '')}`", "",
@@ -303,7 +311,7 @@ class Report:
                     f"Seeds {plan['seeds']}; finished {plan.get('finished', 'not yet')}. Every number below was "
                     f"produced by the command and machine in the last section.", ""]
         for section in (self.augmentation, self.mixed, self.probing, self.celebrity, self.scaling, self.gbert,
-                        self.appendix):
+                        self.manipulation, self.appendix):
             section()
         text = "\n".join(self.md)
         write_text_atomic(self.root / "report.md", text)

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from knowlab.errors import KnowlabError
+from knowlab.study.manipulation import ManipulationConfig
 
-STUDIES = ("augmentation", "mixed", "probing", "celebrity", "mixed-scaling", "gbert")
+STUDIES = ("augmentation", "mixed", "probing", "celebrity", "mixed-scaling", "gbert", "manipulation")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class StudyConfig:
     scaling: list[ScalingPoint] = field(default_factory=list)
     gbert_steps: int = 0  # 0 = the pretrain preset's steps
     gbert_variant: str = "single"  # bios GBERT is BIO-pretrained on before QA finetuning
+    manipulation: ManipulationConfig = field(default_factory=ManipulationConfig)  # Part 3.2 (study/manipulation.py)
     # For --dry-run estimates only; the source says where the figure was measured.
     assumed_tokens_per_s: float = 0.0
     throughput_source: str = ""

@@ -206,6 +206,12 @@ class Planner:
                 rows.append(self._tag(self.evaluate(tuned, data), "gbert-finetune"))
         return rows
 
+    def manipulation(self) -> list[Run]:
+        """Part 3.2 (knowledge manipulation), built in study/manipulation.py."""
+        from knowlab.study.manipulation import manipulation_runs
+
+        return manipulation_runs(self)
+
     @staticmethod
     def _tag(run: Run, study: str, **extra: Any) -> Run:
         # One run can serve several studies (mixed and mixed-scaling share their base point), so
@@ -217,11 +223,13 @@ class Planner:
 
     def plan(self, study: str) -> list[Run]:
         builders = {"augmentation": self.augmentation, "mixed": self.mixed, "probing": self.probing,
-                    "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling, "gbert": self.gbert}
+                    "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling, "gbert": self.gbert,
+                    "manipulation": self.manipulation}
         # GBERT stays out of "all": two more pretrainings that, at the tiny preset's steps, do not
-        # yet memorise the bios (docs/gbert.md); run `study run gbert` on its own.
+        # yet memorise the bios (docs/gbert.md); run `study run gbert` on its own. Manipulation
+        # (Part 3.2) is a paper of its own: `study run manipulation`.
         if study == "all":
-            return [r for name in builders if name != "gbert" for r in builders[name]()]
+            return [r for name in builders if name not in ("gbert", "manipulation") for r in builders[name]()]
         return builders[study]()
 
     def ordered(self) -> list[Run]:
