@@ -25,7 +25,7 @@ import os
 import shutil
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -227,8 +227,8 @@ def _pairs(members: list[int], count: int, rng: np.random.Generator) -> list[tup
     return out
 
 
-def build_rows(people: list[Row], cfg: TaskConfig, luck: dict[str, int]) -> list[dict]:
-    """Every task row (text fields only), task by task."""
+def build_rows(people: list[Row], cfg: TaskConfig, luck: dict[str, int]) -> Iterator[list[dict]]:
+    """The rows (text fields only) of each task in turn: one task's rows are in memory at a time."""
     names = resolve_tasks(cfg.tasks)
     pops = populations(people, cfg)
     # One stream per split and per task, so the fixed test rows stay the same whatever the
@@ -242,7 +242,6 @@ def build_rows(people: list[Row], cfg: TaskConfig, luck: dict[str, int]) -> list
         for i, p in enumerate(people):
             groups[tuple(p[k] for k in keys)].append(i)
         matches[given] = groups
-    rows: list[dict] = []
     for name in names:
         task = TASKS[name]
         task_rows = []
@@ -274,8 +273,7 @@ def build_rows(people: list[Row], cfg: TaskConfig, luck: dict[str, int]) -> list
                 train[k]["with_hint"] = True
         for r in task_rows:
             r["prompt"], r["text"] = format_text(r["question"], r["answer"], r["hint"] if r["with_hint"] else None)
-        rows += task_rows
-    return rows
+        yield task_rows
 
 
 def _row(task: Task, a: Row, b: Row | None, split: str, question: str, answer: str, hint: str,
@@ -287,19 +285,15 @@ def _row(task: Task, a: Row, b: Row | None, split: str, question: str, answer: s
 
 
 def tokenize_rows(tok, rows: list[dict]) -> None:
-    """Add input_ids and answer_tok_start (first token after the prompt's own tokens)."""
-    from knowlab.data.tokenizer import encode_spans
+    """Add input_ids and answer_tok_start: the token holding the space after the mode marker.
 
-    texts = [r["text"] for r in rows]
-    prompts = tok([r["prompt"] for r in rows], add_special_tokens=False)["input_ids"]
-    ids = tok(texts, add_special_tokens=False)["input_ids"]
-    for r, text_ids, prompt_ids in zip(rows, ids, prompts):
-        r["input_ids"] = text_ids
-        if text_ids[: len(prompt_ids)] == prompt_ids:
-            r["answer_tok_start"] = len(prompt_ids)
-        else:  # a tokenizer that merges across the marker: the token holding the space after it
-            _, spans = encode_spans(tok, [r["text"]], [[(len(r["prompt"]), len(r["text"]))]])
-            r["answer_tok_start"] = spans[0][0][0]
+    Byte-level BPE cuts a word before that space, so this is the length of the prompt's own
+    tokens (what `eval.qa.prompt_lengths` finds); one pass over the texts, in Rust, suffices.
+    """
+    encodings = tok.backend_tokenizer.encode_batch([r["text"] for r in rows], add_special_tokens=False)
+    for r, enc in zip(rows, encodings):
+        r["input_ids"] = enc.ids
+        r["answer_tok_start"] = enc.char_to_token(len(r["prompt"]))
 
 
 _SCHEMA = pa.schema([
@@ -372,19 +366,27 @@ def write_tasks(data: str | Path, out: str | Path, cfg: TaskConfig, overwrite: b
     unknown = sorted({p["major"] for p in people} - set(luck))
     if unknown:
         raise KnowlabError(f"{ds.path}: major '{unknown[0]}' is not in knowlab's majors pool, so it has no luckiness")
-    rows = build_rows(people, cfg, luck)
-    if not rows:
-        raise KnowlabError(f"{ds.path}: the tasks '{cfg.tasks}' give no rows (too few people?)")
-    tokenize_rows(ds.tokenizer, rows)
+    tok = ds.tokenizer
+    n_split = {"train": 0, "test": 0}
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        pq.write_table(pa.Table.from_pylist(rows, schema=_SCHEMA), tmp / "qa.parquet")
+        # One row group per task, tokenized and written before the next task is built, so
+        # memory holds one task's rows (N people, or N x pairs) at a time.
+        with pq.ParquetWriter(tmp / "qa.parquet", _SCHEMA) as writer:
+            for rows in build_rows(people, cfg, luck):
+                if not rows:
+                    continue
+                tokenize_rows(tok, rows)
+                writer.write_table(pa.Table.from_pylist(rows, schema=_SCHEMA))
+                for r in rows:
+                    n_split[r["split"]] += 1
+        if not sum(n_split.values()):
+            raise KnowlabError(f"{ds.path}: the tasks '{cfg.tasks}' give no rows (too few people?)")
         pq.write_table(pa.table({"major": list(luck), "luckiness": list(luck.values())}), tmp / "luckiness.parquet")
         for name in ("people.parquet", "bios.parquet", "tokenizer"):
             if (ds.path / name).exists():
                 _link_or_copy(ds.path / name, tmp / name)
-        split = np.array([r["split"] for r in rows])
-        counts = {**ds.manifest.get("counts", {}), "qa": len(rows), "qa_train": int((split == "train").sum()),
-                  "qa_test": int((split == "test").sum()), "majors": len(luck)}
+        counts = {**ds.manifest.get("counts", {}), "qa": sum(n_split.values()), "qa_train": n_split["train"],
+                  "qa_test": n_split["test"], "majors": len(luck)}
         write_text_atomic(tmp / "README.md", _card(ds.path, cfg, counts))
         from knowlab.config import to_dict
 
