@@ -90,6 +90,8 @@ def test_real_generation_and_the_cli(setup, tmp_path):
     assert set(result["splits"]) == {"train", "test"}
     assert all(0.0 <= v <= 1.0 for v in result["splits"]["test"]["answer"]["exact"].values())
     assert len([p for p in preds if p["split"] == "test" and p["mode"] == "answer"]) == 4 * 3
+    beam, _ = evaluate_tasks(model, tok, tasks, max_rows=2, beams=2)
+    assert beam["beams"] == 2 and set(beam["splits"]["test"]["hint"]["hint"]) == {"month_mod2", "month_later", "mean"}
 
     model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")

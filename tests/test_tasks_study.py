@@ -44,6 +44,22 @@ def test_the_plan_has_a_curve_with_and_without_hints():
     assert len({t.key for t in tuned}) == len(rows)
 
 
+def test_m_prime_and_inverse_search_on_reversed_bios():
+    planner, rows = plan("manipulation", **{"manipulation.extraction_first": "true",
+                                            "manipulation.families": "[inverse]",
+                                            "manipulation.inverse_variants": "[reverse6, multi5+permute]"})
+    assert [(r.tags["variant"], r.tags["base"]) for r in rows] == [("multi5+permute", "M'"), ("reverse6", "M'")]
+    for r in rows:
+        tuned = next(d for d in r.deps if d.kind == "finetune")
+        m_prime = next(d for d in tuned.deps if d.kind == "finetune")  # the six-QA extraction finetune
+        assert next(d for d in m_prime.deps if d.kind == "pretrain").tags["variant"] == r.tags["variant"]
+    _, aug = plan("augmentation", augmentation_variants="[multi5+permute]")
+    aug_tuned = {d.key for r in aug for d in r.deps if d.kind == "finetune"}
+    assert m_prime.key not in aug_tuned  # reverse6's; the base variant's is shared:
+    first = next(d for d in rows[0].deps if d.kind == "finetune")
+    assert next(d for d in first.deps if d.kind == "finetune").key in aug_tuned
+
+
 def test_manipulation_stays_out_of_all_and_bad_settings_are_errors():
     _, rows = plan("all")
     assert not any(r.tags["study"] == "manipulation" for r in rows)
@@ -67,7 +83,8 @@ def test_report_section_tables_baselines_and_findings(tmp_path):
     from knowlab.report.build import build_report
 
     runs = []
-    cases = [("retrieval", 0, "none", 0.9, None), ("inverse", 0, "none", 0.0, None)]
+    cases = [("retrieval", 0, "none", 0.9, None), ("inverse", 0, "none", 0.0, None),
+             ("inverse", 0, "none", 0.4, None)]
     cases += [(f, n, h, 0.5 if h == "none" else 0.55, 0.95 if h == "mixed" else None)
               for f in ("classification", "comparison") for n in (10, 20) for h in ("none", "mixed")]
     for k, (family, n, hints, acc, hint_acc) in enumerate(cases):
@@ -78,7 +95,8 @@ def test_report_section_tables_baselines_and_findings(tmp_path):
         runs.append({"kind": "eval-tasks", "name": f"run{k}", "key": str(k), "argv": [], "deps": [],
                      "output": f"@/eval-tasks/run{k}",
                      "tags": {"study": "manipulation", "studies": ["manipulation"], "family": family,
-                              "train_people": n, "hints": hints, "variant": "multi5+permute", "seed": 0,
+                              "train_people": n, "hints": hints, "seed": 0, "base": "M",
+                              "variant": "reverse6" if (family, acc) == ("inverse", 0.4) else "multi5+permute",
                               "name": f"{family}-n{n}-{hints}"}})
     (tmp_path / "study.json").write_text(json.dumps({"study": "manipulation", "preset": "tiny", "seeds": [0],
                                                      "runs": runs}))
@@ -88,6 +106,9 @@ def test_report_section_tables_baselines_and_findings(tmp_path):
     assert "| month_later | 20 | 50.0 | 95.0 | 100.0 | 55.0 | 50.0 |" in report
     assert "| month_mod2 | 60.4/67.3/75.9/86.4/95.3 |" in report
     assert "inverse-search failure appears" in report
+    assert "| all_to_first | 0.0 | 40.0 | 50.0 | about 0 |" in report
+    assert "| university+major | 90.0 | 50.0 | near 100 |" in report and "by greedy decoding" in report
+    assert "On `reverse6` bios inverse search improves" in report
     assert "Retrieval of part of a value or two values at once appears" in report
     assert "Month ranking without a hint does **not** rise" in report
     assert "The hint (chain of thought) helps `month_later`" in report

@@ -60,7 +60,7 @@ def _eval_tasks(args: argparse.Namespace) -> int:
     splits = ("train", "test") if args.split == "both" else (args.split,)
     result, preds = evaluate_tasks(model, tok, ds, splits=splits, modes=args.modes.split(","),
                                    batch_size=args.batch_size, max_rows=args.max_rows, seed=args.seed,
-                                   show_progress=True)
+                                   beams=args.beams, show_progress=True)
     result["model"] = str(folder)
     write_eval(args.out, result, preds)
     for split in splits:
@@ -103,6 +103,7 @@ def register(sub, export) -> None:
     tk.add_argument("--split", choices=("test", "train", "both"), default="test")
     tk.add_argument("--modes", default="answer,hint", help="answer (marker 'Answer:'), hint (marker 'Hint:') or both")
     tk.add_argument("--batch-size", type=int, default=0, help="prompts per batch; 0: 1024 on GPU, 256 on CPU")
+    tk.add_argument("--beams", type=int, default=1, help="1: greedy (fast path); the paper uses 4")
     tk.add_argument("--max-rows", type=int, default=0, help="score a fixed random sample of this many rows per task")
     tk.add_argument("--seed", type=int, default=0, help="seed of the --max-rows sample")
     tk.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")

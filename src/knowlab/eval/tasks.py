@@ -7,7 +7,8 @@ Each test row is asked once per mode (see `knowlab.data.tasks` for the marker):
   first "."; the answer is what follows, after an optional `Answer:`, up to the next ".".
 An answer is right when it exactly matches one of the row's accepted answers (inverse search can
 have several people fitting a question); a hint is right when it matches the row's hint exactly
-("hint accuracy", NOTES-3.2 pitfall 6). Generation is `eval.qa.greedy_generate`.
+("hint accuracy", NOTES-3.2 pitfall 6). Generation is `eval.qa.greedy_generate`, or
+`eval.qa.beam_generate` with beams > 1 (the paper uses 4).
 
 The chance baseline of a task is the share of its most common answer among the scored rows
 (the majority class; for month ranking with ties answered "No" it is 1 - 11/24).
@@ -83,19 +84,27 @@ def baselines(rows: Sequence[dict]) -> dict[str, float]:
 @torch.no_grad()
 def evaluate_tasks(model, tokenizer, ds: Dataset | str | Path, splits: Sequence[str] = ("test",),
                    modes: Sequence[str] = MODES, batch_size: int = 0, max_rows: int = 0, seed: int = 0,
-                   show_progress: bool = False) -> tuple[dict, list[dict]]:
+                   beams: int = 1, show_progress: bool = False) -> tuple[dict, list[dict]]:
     """Per-task accuracy of each split and mode: ({"splits": {split: {mode: {...}}}}, predictions).
 
     result["splits"][split]["answer"]["exact"] and ["hint"]["exact"] map task -> answer accuracy
     (plus "mean" over tasks); ["hint"]["hint"] is the hint accuracy; ["baseline"] the majority class.
     """
-    from knowlab.eval.qa import greedy_generate, unwrap
+    from knowlab.eval import qa
 
     ds = ds if isinstance(ds, Dataset) else Dataset(ds)
+    if beams < 1:
+        raise KnowlabError(f"beams must be at least 1, got {beams}")
+
+    def generate(prompts, max_new, stops):
+        if beams > 1:
+            return qa.beam_generate(base, prompts, max_new, stops, pad, beams, batch_size, show_progress)
+        return qa.greedy_generate(base, prompts, max_new, stops, pad, batch_size, show_progress)
+
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise KnowlabError(f"mode '{bad[0]}' is not valid; valid: {', '.join(MODES)}")
-    base = unwrap(model)
+    base = qa.unwrap(model)
     vocab = base.get_output_embeddings().weight.shape[0]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     answer_stops = stop_token_mask(tokenizer, vocab)
@@ -105,7 +114,7 @@ def evaluate_tasks(model, tokenizer, ds: Dataset | str | Path, splits: Sequence[
     longest = pc.max(pc.subtract(pc.list_value_length(ds.qa["input_ids"]), ds.qa["answer_tok_start"])).as_py()
     was_training = base.training
     base.eval()
-    result: dict = {"data": str(ds.path), "tasks": ds.manifest["tasks"], "splits": {}}
+    result: dict = {"data": str(ds.path), "tasks": ds.manifest["tasks"], "beams": beams, "splits": {}}
     predictions: list[dict] = []
     try:
         for split in splits:
@@ -120,12 +129,12 @@ def evaluate_tasks(model, tokenizer, ds: Dataset | str | Path, splits: Sequence[
                 marker = ANSWER_PREFIX if mode == "answer" else HINT_PREFIX
                 prompts = tokenizer([r["question"] + marker for r in asked], add_special_tokens=False)["input_ids"]
                 if mode == "answer":
-                    gens = greedy_generate(base, prompts, longest + 2, answer_stops, pad, batch_size, show_progress)
+                    gens = generate(prompts, longest + 2, answer_stops)
                 else:
                     expected = tokenizer([f" {r['hint']}.{ANSWER_PREFIX} {r['answer']}." for r in asked],
                                          add_special_tokens=False)["input_ids"]
                     budget = max(map(len, expected)) + 2
-                    gens = greedy_generate(base, prompts, budget, eos_only, pad, batch_size, show_progress)
+                    gens = generate(prompts, budget, eos_only)
                 preds = []
                 for r, g in zip(asked, gens):
                     text = tokenizer.decode(cut_at_eos(g, tokenizer.eos_token_id), skip_special_tokens=False)

@@ -23,8 +23,12 @@ PAPER_CURVES = {
     "month_later": {"none": (53.7, 59.2, 65.4, 75.6, 85.6), "hint+": (65.4, 75.5, 87.7, 96.7, 99.0),
                     "hint-": (59.6, 63.4, 67.0, 75.8, 86.7)},
 }
-# Single numbers or patterns the notes give (%); None = pattern only.
-PAPER_RETRIEVAL = {"birth_day": 82.3}
+# What the notes give per task: a number (%) or, in words, a pattern read off a figure.
+PAPER_RETRIEVAL: dict[str, float | str] = {
+    "birth_day": 82.3,
+    **{t: "near 100" for t in ("birth_city+company", "company+birth_city", "university+major",
+                               "major+university", "company_city+company", "company+company_city")}}
+PAPER_INVERSE: dict[str, float | str] = {t: "about 0" for t in TASKS if TASKS[t].family == "inverse"}
 PAPER_PATTERNS = {
     "retrieval": "partial and dual retrieval near perfect on multi5+permute (birth day 82.3%)",
     "classification": "without hints, even/odd month needs 10k training people for 75%; major luckiness "
@@ -47,7 +51,7 @@ def _rows(runs: StudyRuns) -> list[dict]:
         result = runs.read_json(run, "eval_tasks.json")
         test = result["splits"].get("test")
         if test:
-            out.append({**run["tags"], "test": test})
+            out.append({**run["tags"], "test": test, "beams": result.get("beams", 1)})
     return out
 
 
@@ -83,19 +87,28 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def _flat_family(rows: list[dict], family: str, head: str, paper: dict[str, float]) -> tuple[list[str], dict]:
-    """A table of a family trained once (retrieval, inverse search): task, ours, baseline, paper."""
+def _flat_family(rows: list[dict], family: str, head: str, paper: dict[str, float | str]) -> tuple[list[str], dict]:
+    """A table of a family trained once per base model (retrieval, inverse search): task, ours
+    per base (mean over seeds), the baseline, the paper's number. Returns the first base's numbers."""
     sub = [r for r in rows if r["family"] == family]
     if not sub:
         return [], {}
-    tasks = _ordered(sub[0]["test"]["baseline"])
-    acc = {t: _mean([_get(r["test"], "answer", "exact", t) for r in sub]) for t in tasks}
-    base = {t: _mean([r["test"]["baseline"][t] for r in sub]) for t in tasks}
-    lines = [head, "", "| task | knowlab | majority baseline | paper |", "|---|---|---|---|"]
+    bases = list(dict.fromkeys((r.get("variant"), r.get("base", "M")) for r in sub))
+    tasks = _ordered(t for r in sub for t in r["test"]["baseline"])
+    acc = {b: {t: _mean([_get(r["test"], "answer", "exact", t) for r in sub if (r.get("variant"), r.get("base", "M")) == b])
+               for t in tasks} for b in bases}
+    base = {t: _mean([r["test"]["baseline"].get(t) for r in sub]) for t in tasks}
+    label = [f"`{v}`" + (" (M')" if m == "M'" else "") for v, m in bases]
+    lines = [head, "", "| task | " + " | ".join(label) + " | majority baseline | paper |",
+             "|---|" + "---|" * (len(bases) + 2)]
     for t in tasks:
         ref = paper.get(t)
-        lines.append(f"| {t} | {_pct(acc[t])} | {_pct(base[t])} | {'-' if ref is None else f'{ref:.1f}'} |")
-    return lines + [""], {"acc": acc, "base": base}
+        lines.append(f"| {t} | " + " | ".join(_pct(acc[b][t]) for b in bases)
+                     + f" | {_pct(base[t])} | {'-' if ref is None else ref if isinstance(ref, str) else f'{ref:.1f}'} |")
+    if len(bases) > 1:
+        lines += ["", "Columns after the first: other base models (the reversed bios hold the name back, "
+                  "so inverse search becomes a forward lookup on them)."]
+    return lines + [""], {"acc": acc[bases[0]], "base": base, "all": acc}
 
 
 def section(runs: StudyRuns, fig: Callable | None = None) -> tuple[list[str], list[dict]]:
@@ -103,9 +116,13 @@ def section(runs: StudyRuns, fig: Callable | None = None) -> tuple[list[str], li
     rows = _rows(runs)
     if not rows:
         return [], []
+    beams = {r["beams"] for r in rows}
+    decoding = "greedy decoding" if beams == {1} else f"beam search ({'/'.join(map(str, sorted(beams)))} beams)"
+    start = ("The BIO-pretrained" if rows[0].get("base", "M") == "M"
+             else "The six-QA extraction finetune (the paper's M') of the BIO-pretrained")
     md = ["## Part 3.2: knowledge manipulation",
-          f"The BIO-pretrained `{rows[0].get('variant')}` model, finetuned on each task family (P_train) "
-          "and scored on P_test by greedy generation and exact match (%). *Answer only*: the prompt ends "
+          f"{start} `{rows[0].get('variant')}` model, finetuned on each task family (P_train) "
+          f"and scored on P_test by {decoding} and exact match (%). *Answer only*: the prompt ends "
           "with `Answer:`; *with hint*: it ends with `Hint:`, and the model writes the values it needs, "
           "then the answer (the paper's chain of thought); *hint acc*: the written hint is exactly right. "
           "Baseline: the most common answer's share among the test rows.", ""]
@@ -156,7 +173,7 @@ def section(runs: StudyRuns, fig: Callable | None = None) -> tuple[list[str], li
             md.append(_curve_figure(series, fig))
         findings += _curve_findings(series)
 
-    lines, inv = _flat_family(rows, "inverse", "### Inverse search (P_train/P_test 50/50)", {})
+    lines, inv = _flat_family(rows, "inverse", "### Inverse search (P_train/P_test 50/50)", PAPER_INVERSE)
     md += lines
     if inv:
         mean = _mean(list(inv["acc"].values()))
@@ -164,6 +181,13 @@ def section(runs: StudyRuns, fig: Callable | None = None) -> tuple[list[str], li
         findings.append(f"The paper's inverse-search failure {'appears' if fails else 'does **not** appear'} "
                         f"at this scale: {100 * mean:.1f}% on average over the ten tasks (a failure is under 5%; "
                         f"paper: {PAPER_PATTERNS['inverse']}).")
+        for (variant, _), cells in list(inv["all"].items())[1:]:
+            other = _mean(list(cells.values()))
+            if other is not None and "reverse" in str(variant):
+                works = 100 * (other - mean) >= ABOVE_CHANCE
+                findings.append(f"On `{variant}` bios inverse search {'improves' if works else 'does **not** improve'}: "
+                                f"{100 * other:.1f}% on average (paper: only the reversed bios help, being forward "
+                                f"lookups).")
     md += ["### Findings", "", *[f"- {f}" for f in findings], ""]
     return md, _csv(rows)
 

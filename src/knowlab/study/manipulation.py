@@ -7,7 +7,8 @@ folder that already holds it reuses it. Per seed:
 - retrieval and inverse search: one task folder each (P_train / P_test), one finetune, one eval;
 - classification and comparison: for each training population (a fraction of P_train, tested on
   all of P_test) two finetunes, without hints and with half the rows hinted (the paper's
-  "no-hint" and "hint" training), each scored answer-only and, where a hint exists, with it.
+  "no-hint" and "hint" training), each scored answer-only and, where a hint exists, with it;
+- inverse search again on each of `inverse_variants` (its own pretraining).
 """
 
 from __future__ import annotations
@@ -36,11 +37,18 @@ class ManipulationConfig:
     # Paper (App. C): LoRA rank 16 on q/v (128 on the embedding), lr 1e-3.
     finetune: dict[str, Any] = field(default_factory=lambda: {"lora.r": 16, "lora_lr": 1e-3})
     eval_rows: int = 0  # test rows scored per task; 0 = all
+    # The paper's M': start every task finetune from the six-QA extraction finetune of the base
+    # model (the augmentation study's finetune run) instead of the BIO-pretrained model M.
+    extraction_first: bool = False
+    # More BIO-pretrained bases for inverse search only, e.g. the reversed bios of [P] §5:
+    # [reverse1, reverse2, reverse6, permute+reverse6]. Each is one more pretraining.
+    inverse_variants: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         from knowlab.data.spec import parse_spec
 
-        parse_spec(self.variant)
+        for v in [self.variant, *self.inverse_variants]:
+            parse_spec(v)
         bad = [f for f in self.families if f not in FAMILIES]
         if bad or not self.families:
             raise KnowlabError(f"manipulation.families: '{bad[0] if bad else ''}' is not a task family; "
@@ -77,26 +85,42 @@ def eval_run(planner: Planner, model: Run, tasks: Run) -> Run:
     from knowlab.study.plan import Run
 
     argv = ["eval", "tasks", model.output, "--data", tasks.output, "--out", "{out}",
-            "--batch-size", str(planner.cfg.eval_batch_size), "--max-rows", str(planner.cfg.manipulation.eval_rows)]
+            "--batch-size", str(planner.cfg.eval_batch_size), "--beams", str(planner.cfg.eval_beams), "--max-rows", str(planner.cfg.manipulation.eval_rows)]
     return planner._add(Run("eval-tasks", model.name, argv, [model, tasks], tags=dict(model.tags)))
+
+
+def _task_eval(planner: Planner, data: Run, model: Run, family: str, seed: int, n: int, hints: str) -> Run:
+    """Task folder -> finetune of `model` -> eval, tagged for the report."""
+    tasks = tasks_run(planner, data, family, seed, n, hints)
+    tuned = planner.finetune(model, tasks, seed, name=f"manip-{tasks.name}", eval_every=0,
+                             **planner.cfg.manipulation.finetune)
+    tuned.tags.update(family=family, train_people=n, hints=hints, name=tasks.name,
+                      base="M'" if model.kind == "finetune" else "M")
+    return planner._tag(eval_run(planner, tuned, tasks), "manipulation")
+
+
+def _base(planner: Planner, variant: str, seed: int) -> tuple[Run, Run]:
+    """(data, model): the BIO-pretrained model M, or with extraction_first its QA finetune M'."""
+    data = planner.data(variant, seed)
+    model = planner.pretrain(data, variant, seed)
+    if planner.cfg.manipulation.extraction_first:
+        model = planner.finetune(model, data, seed)  # the augmentation study's own finetune run
+    return data, model
 
 
 def manipulation_runs(planner: Planner) -> list[Run]:
     mcfg = planner.cfg.manipulation
     rows = []
     for seed in planner.seeds:
-        data = planner.data(mcfg.variant, seed)
-        model = planner.pretrain(data, mcfg.variant, seed)
+        data, model = _base(planner, mcfg.variant, seed)
         for family in mcfg.families:
             if family in CURVE_FAMILIES:
                 settings = [(n, hints) for n in train_sizes(planner) for hints in ("none", "mixed")]
             else:
                 settings = [(0, "none")]
-            for n, hints in settings:
-                tasks = tasks_run(planner, data, family, seed, n, hints)
-                tuned = planner.finetune(model, tasks, seed, name=f"manip-{tasks.name}", eval_every=0,
-                                         **mcfg.finetune)
-                tuned.tags.update(family=family, train_people=n, hints=hints, name=tasks.name)
-                run = planner._tag(eval_run(planner, tuned, tasks), "manipulation")
-                rows.append(run)
+            rows += [_task_eval(planner, data, model, family, seed, n, hints) for n, hints in settings]
+        for variant in mcfg.inverse_variants:
+            if variant != mcfg.variant:
+                other_data, other = _base(planner, variant, seed)
+                rows.append(_task_eval(planner, other_data, other, "inverse", seed, 0, "none"))
     return rows
