@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -118,7 +119,8 @@ def test_report_section_tables_baselines_and_findings(tmp_path):
 
 
 def test_toy_manipulation_study_runs_end_to_end(tmp_path):
-    """Every stage (tasks, finetune, eval-tasks, report) at toy scale; the science is not checked."""
+    """Every stage (tasks, finetune, eval-tasks, report) at toy scale; the science is not checked.
+    About a minute and a quarter on a quiet 2-core CPU (eight knowlab processes, two at a time)."""
     smoke = ["data.people=24", "data.vocab_size=400", "pretrain.steps=4", "pretrain.batch=4",
              "pretrain.checkpoint_every=0", "pretrain.optim.warmup_steps=1", "finetune.steps=2",
              "finetune.batch_size=4", "manipulation.train_fractions=[1.0]", "manipulation.families=[comparison]",
@@ -126,11 +128,21 @@ def test_toy_manipulation_study_runs_end_to_end(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     out = tmp_path / "study"
     start = time.time()
-    r = subprocess.run([sys.executable, "-m", "knowlab.cli", "study", "run", "manipulation", "--preset", "tiny",
-                        "--out", str(out), *smoke], capture_output=True, text=True, env=env, timeout=600)
+    # Its own process group, so a timeout also ends the runs the study started.
+    proc = subprocess.Popen([sys.executable, "-m", "knowlab.cli", "study", "run", "manipulation", "--preset", "tiny",
+                             "--out", str(out), *smoke], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = (out / "report.md").read_text()
     assert "## Part 3.2: knowledge manipulation" in report and "| month_later | 12 |" in report
+    assert "### Findings" in report and "(hint acc " in r.stdout  # the live table's manipulation lines
     plan_runs = json.loads((out / "study.json").read_text())["runs"]
     assert sorted(run["kind"] for run in plan_runs) == sorted(
         ["data", "pretrain"] + ["tasks", "finetune", "eval-tasks"] * 2)
