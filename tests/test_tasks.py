@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections import Counter
 
 import numpy as np
 import pyarrow.parquet as pq
