@@ -63,6 +63,21 @@ def _data_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_tasks(args: argparse.Namespace) -> int:
+    # Part 3.2 manipulation tasks (knowlab.data.tasks).
+    from knowlab.config import load
+    from knowlab.data.tasks import TaskConfig, write_tasks
+
+    flags = {k: v for k, v in {"tasks": args.tasks, "train_people": args.train_people, "pairs": args.pairs,
+                               "hints": args.hints, "seed": args.seed}.items() if v is not None}
+    cfg = load(TaskConfig, None, {**flags, **_overrides(args)})
+    manifest = write_tasks(args.data, args.out, cfg, overwrite=args.overwrite)
+    c = manifest["counts"]
+    print(f"wrote {args.out}: {c['qa']:,} task rows ({c['qa_train']:,} train, {c['qa_test']:,} test) "
+          f"of {len(manifest['tasks']['names'])} tasks")
+    return 0
+
+
 def _export_jsonl(args: argparse.Namespace) -> int:
     from knowlab.data.export import export_jsonl
 
@@ -103,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("dir")
     show.add_argument("--examples", type=int, default=3)
     show.set_defaults(func=_data_show)
+
+    tasks = data.add_parser("tasks", help="Part 3.2 manipulation tasks (retrieval, classification, comparison, "
+                            "inverse search) of a dataset folder, as a task folder finetuning reads")
+    tasks.add_argument("data", metavar="DATA", help="a dataset folder from 'knowlab data generate'")
+    tasks.add_argument("--out", required=True, help="output task folder (must not exist unless --overwrite)")
+    tasks.add_argument("--tasks", help="comma-separated families and/or task names (default: every family)")
+    tasks.add_argument("--train-people", type=int,
+                       help="classification/comparison training population, from P_train (default 0: all)")
+    tasks.add_argument("--pairs", type=int, help="comparison partners per person (default 2)")
+    tasks.add_argument("--hints", help="mixed (default: half the training rows carry the hint) or none")
+    tasks.add_argument("--seed", type=int, help="luckiness table, training population, pairs, hint choice")
+    tasks.add_argument("--overwrite", action="store_true")
+    tasks.add_argument("overrides", nargs="*", help="key=value overrides of TaskConfig")
+    tasks.set_defaults(func=_data_tasks)
 
     export = sub.add_parser("export", help="export datasets and tasks for outside tools").add_subparsers(dest="action", required=True, parser_class=_Parser)
     jl = export.add_parser("jsonl", help="write bios/qa/people as JSONL next to the Parquet files")

@@ -34,9 +34,20 @@ COUPLES = ((0, 1), (2, 3), (4, 5))
 NAME_MARK, VALUE_MARK = "\x01", "\x02"
 # Item codes of a plan: a literal is its index (>= 0); slots are negative.
 NAME_SPACED, NAME_BARE, VALUE_SPACED, VALUE_BARE = -1, -2, -3, -4
-# Sentence modes: 0/1 = full name (male/female); 2 + 2 * pronoun code + female = a pronoun.
-N_MODES = 8
+# Sentence modes: 0/1 = full name (male/female); 2 + 2 * pronoun code + female = a pronoun;
+# PERSON_MODE + female = "the person" (reversed bios, whose first sentence holds the name back).
+N_MODES = 10
+PERSON_MODE = 8
 PRONOUN_CODES = {"he": 0, "she": 1, "they": 2}
+# Reversed bios (spec reverse6): the name comes last, in a sentence of its own after the sixth.
+NAME_TAIL = " The person's name is " + NAME_MARK + "."
+
+
+def person_fields(gender: str) -> dict[str, str]:
+    """Template fields that refer to someone as "the person" (English only: see spec.py)."""
+    return {"Subj": "The person", "subj": "the person", "Poss": "The person's", "poss": "the person's",
+            "obj": "the person", "was": "was", "is": "is", "has": "has", "does": "does", "s": "s", "es": "es",
+            "e": "" if gender == "male" else "e"}
 
 
 @dataclass(frozen=True)
@@ -84,15 +95,16 @@ class Plans:
     items: np.ndarray  # (kinds, width) int32 item codes, padded with the empty literal
     attr: np.ndarray  # (kinds,) the attribute whose value the sentence holds
     kind_base: np.ndarray  # (6,) first kind of each attribute: kind = base + t * N_MODES + mode
+    tail: int = 0  # reversed bios: kind + tail is the same sentence followed by NAME_TAIL (0 = none)
 
     @staticmethod
-    def build(rows: list[list[int]], literals: dict[str, int], attr, kind_base) -> Plans:
+    def build(rows: list[list[int]], literals: dict[str, int], attr, kind_base, tail: int = 0) -> Plans:
         width = max(len(r) for r in rows)
         items = np.zeros((len(rows), width), dtype=np.int32)
         for k, r in enumerate(rows):
             items[k, : len(r)] = r
         return Plans(list(literals), items, np.asarray(attr, dtype=np.int64),
-                     np.asarray(kind_base, dtype=np.int64))
+                     np.asarray(kind_base, dtype=np.int64), tail)
 
     @property
     def width(self) -> int:
@@ -133,8 +145,11 @@ class Renderer:
         self.counts = np.array([len(self.templates[a]) for a in ATTRIBUTES])
         self._pronoun_cache: dict[tuple[int, int, str, str], tuple[str, str]] = {}
 
-    def _halves(self, attr_i: int, t_i: int, person: Person, named: bool) -> tuple[str, str]:
+    def _halves(self, attr_i: int, t_i: int, person: Person, named: bool, the_person: bool = False) -> tuple[str, str]:
         tpl = self.templates[ATTRIBUTES[attr_i]][t_i]
+        if the_person:
+            fields = person_fields(person.gender)
+            return tpl.before.format(**fields), tpl.after.format(**fields)
         if named:
             fields = name_fields(person.name, person.gender, self.language)
             return tpl.before.format(**fields), tpl.after.format(**fields)
@@ -146,17 +161,20 @@ class Renderer:
             self._pronoun_cache[key] = halves
         return halves
 
-    def render(self, person: Person, templates, order, fullname: bool, index: int = 0) -> Entry:
+    def render(self, person: Person, templates, order, fullname: bool, index: int = 0, reverse: int = 0) -> Entry:
         parts: list[str] = []
         spans: dict[str, tuple[int, int]] = {}
         pos = 0
         for slot, attr_i in enumerate(order):
             attr_i = int(attr_i)
-            before, after = self._halves(attr_i, int(templates[attr_i]), person, fullname or slot == 0)
+            named = slot == reverse if reverse else fullname or slot == 0
+            before, after = self._halves(attr_i, int(templates[attr_i]), person, named, bool(reverse) and slot == 0)
             value = person.value(ATTRIBUTES[attr_i], self.language)
             start = pos + len(before)
             spans[ATTRIBUTES[attr_i]] = (start, start + len(value))
             sentence = before + value + after
+            if reverse == len(ATTRIBUTES) and slot == reverse - 1:
+                sentence += NAME_TAIL.replace(NAME_MARK, person.name)
             parts.append(sentence)
             pos += len(sentence) + 1
         return Entry(
@@ -170,23 +188,37 @@ class Renderer:
 
     @cached_property
     def plans(self) -> Plans:
+        return self._plans(tail=False)
+
+    @cached_property
+    def tail_plans(self) -> Plans:
+        """`plans` plus every sentence again with NAME_TAIL (only reverse6 needs these wider rows)."""
+        return self._plans(tail=True)
+
+    def _plans(self, tail: bool) -> Plans:
         literals: dict[str, int] = {"": 0}
-        rows: list[list[int]] = []
+        sentences: list[str] = []
         kind_base, attrs = [], []
         for a, attr in enumerate(ATTRIBUTES):
-            kind_base.append(len(rows))
+            kind_base.append(len(sentences))
             for tpl in self.templates[attr]:
                 for mode in range(N_MODES):
                     gender = "female" if mode % 2 else "male"
                     if mode < 2:
                         fields = name_fields(NAME_MARK, gender, self.language)
+                    elif mode >= PERSON_MODE:
+                        fields = person_fields(gender)
                     else:
                         pronoun = ("he", "she", "they")[(mode - 2) // 2]
                         fields = pronoun_fields(pronoun, gender, self.language)
-                    sentence = " " + tpl.before.format(**fields) + VALUE_MARK + tpl.after.format(**fields)
-                    rows.append(plan_items(sentence, literals))
+                    sentences.append(" " + tpl.before.format(**fields) + VALUE_MARK + tpl.after.format(**fields))
                     attrs.append(a)
-        return Plans.build(rows, literals, attrs, kind_base)
+        n = len(sentences)
+        if tail:
+            sentences += [s + NAME_TAIL for s in sentences]
+            attrs += attrs
+        rows = [plan_items(s, literals) for s in sentences]
+        return Plans.build(rows, literals, attrs, kind_base, tail=n if tail else 0)
 
 
 class Segments:
@@ -357,7 +389,7 @@ def render_columns(
     `pronoun` holds PRONOUN_CODES; `name_ids`, if given, are the segments of " " + each name.
     """
     n, m = len(names), spec.entries
-    plans = renderer.plans
+    plans = renderer.tail_plans if spec.reverse == len(ATTRIBUTES) else renderer.plans
     templates, orders = _draws(spec, n, rng, renderer.counts)
     slots = slot_table(segs, names, values, plans.uses(NAME_BARE), plans.uses(VALUE_BARE), name_ids)
     if not junctions_safe(plans, names, [v for _, strings in values for v in strings], sentences=True):
@@ -375,8 +407,16 @@ def render_columns(
     named[:, 0] = True
     if spec.fullname:
         named[:] = True
+    if spec.reverse:  # the name waits until sentence reverse + 1 (or the closing NAME_TAIL)
+        named[:] = False
+        if spec.reverse < len(ATTRIBUTES):
+            named[:, spec.reverse] = True
     mode = np.where(named, fem, 2 + 2 * pron + fem)
+    if spec.reverse:
+        mode[:, 0] = PERSON_MODE + fem[:, 0]
     kind = plans.kind_base[order] + t_slot * N_MODES + mode  # (E, 6)
+    if spec.reverse == len(ATTRIBUTES):
+        kind[:, -1] += plans.tail
     seg = plans.fill(kind, np.broadcast_to(person[:, None], kind.shape), slots, lit_seg)  # (E, 6, W)
 
     value_slot = np.argsort(order, axis=1).astype(np.int32)  # attribute -> its sentence slot
@@ -519,4 +559,4 @@ def fresh_entry(person: Person, spec: AugSpec, rng: np.random.Generator, rendere
     """One newly drawn entry (templates and order) for the per-exposure stream of Part 3.3."""
     templates = rng.integers(0, renderer.counts)
     order = _orders(spec, 1, rng)[0]
-    return renderer.render(person, templates, order, spec.fullname)
+    return renderer.render(person, templates, order, spec.fullname, reverse=spec.reverse)

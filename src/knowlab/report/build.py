@@ -336,6 +336,14 @@ class Report:
         self.md += md
         self.csv_rows += rows
 
+    def manipulation(self) -> None:
+        """Part 3.2, built in report/manipulation.py."""
+        from knowlab.report.manipulation import section
+
+        lines, rows = section(self.runs, self.fig)
+        self.md += lines
+        self.csv_rows += rows
+
     def appendix(self) -> None:
         plan = self.runs.plan
         lines = ["## Runs and configs", f"Command: `{plan.get('command', '')}`", "",
@@ -352,7 +360,7 @@ class Report:
                     f"Seeds {plan['seeds']}; finished {plan.get('finished', 'not yet')}. Every number below was "
                     f"produced by the command and machine in the last section.", ""]
         for section in (self.augmentation, self.mixed, self.probing, self.celebrity, self.scaling, self.gbert,
-                        self.emergence, self.appendix):
+                        self.emergence, self.manipulation, self.appendix):
             section()
         text = "\n".join(self.md)
         write_text_atomic(self.root / "report.md", text)

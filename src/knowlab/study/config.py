@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from knowlab.errors import KnowlabError
+from knowlab.study.manipulation import ManipulationConfig
 
-STUDIES = ("augmentation", "mixed", "probing", "celebrity", "mixed-scaling", "gbert", "emergence")
+STUDIES = ("augmentation", "mixed", "probing", "celebrity", "mixed-scaling", "gbert", "emergence", "manipulation")
 
 
 @dataclass
@@ -126,6 +127,7 @@ class StudyConfig:
     gbert_qa_ratios: list[float] = field(default_factory=list)
     gbert_in_all: bool = False  # whether `study run all` includes the gbert study
     emergence: EmergenceConfig = field(default_factory=EmergenceConfig)
+    manipulation: ManipulationConfig = field(default_factory=ManipulationConfig)  # Part 3.2 (study/manipulation.py)
     # For --dry-run estimates only; the source says where the figure was measured.
     assumed_tokens_per_s: float = 0.0
     throughput_source: str = ""

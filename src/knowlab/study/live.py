@@ -19,6 +19,10 @@ class LiveTable:
 
     def update(self, run: Run, seconds: float) -> None:
         print(f"done  {run.kind:9s} {run.name} ({seconds / 60:.1f} min)", flush=True)
+        if run.kind == "eval-tasks" and run.key in self.rows:  # Part 3.2 (eval/tasks.py)
+            self.lines.append(_tasks_line(self.root, run))
+            print(self.lines[-1], flush=True)
+            return
         if run.kind != "eval" or run.key not in self.rows:
             return
         result = json.loads(run.path(self.root).read_text())
@@ -38,3 +42,15 @@ class LiveTable:
     def render(self) -> str:
         return "\n".join(["\nQA exact match on P_test (%); BIO = first-token memorisation of P_test bios",
                           self.head, *self.lines])
+
+
+def _tasks_line(root: Path, run: Run) -> str:
+    """One manipulation eval: mean P_test accuracy answer-only, and with the hint where asked."""
+    test = json.loads((run.path(root) / "eval_tasks.json").read_text())["splits"].get("test", {})
+
+    def mean(mode: str, key: str) -> str:
+        v = test.get(mode, {}).get(key, {}).get("mean")
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    return (f"{'manipulation':24s} {run.name[:40]:40s} answer {mean('answer', 'exact')}%, "
+            f"with hint {mean('hint', 'exact')}% (hint acc {mean('hint', 'hint')}%)")

@@ -253,6 +253,12 @@ class Planner:
                 rows.append(self._tag(self.evaluate(tuned, data), "gbert-finetune"))
         return rows
 
+    def manipulation(self) -> list[Run]:
+        """Part 3.2 (knowledge manipulation), built in study/manipulation.py."""
+        from knowlab.study.manipulation import manipulation_runs
+
+        return manipulation_runs(self)
+
     @staticmethod
     def _tag(run: Run, study: str, **extra: Any) -> Run:
         # One run can serve several studies (mixed and mixed-scaling share their base point), so
@@ -267,12 +273,12 @@ class Planner:
 
         builders = {"augmentation": self.augmentation, "mixed": self.mixed, "probing": self.probing,
                     "celebrity": self.celebrity, "mixed-scaling": self.mixed_scaling, "gbert": self.gbert,
-                    "emergence": lambda: emergence.plan(self)}
+                    "emergence": lambda: emergence.plan(self), "manipulation": self.manipulation}
         # GBERT stays out of "all" unless the preset says otherwise (the paper's does): two more
         # pretrainings that, at the tiny preset's steps, do not yet memorise the bios
         # (docs/gbert.md); run `study run gbert` on its own. The emergence sweeps are many runs
-        # each and have their own command too.
-        skip = {"emergence"} | (set() if self.cfg.gbert_in_all else {"gbert"})
+        # each, and manipulation (Part 3.2) is a paper of its own: each has its own command.
+        skip = {"emergence", "manipulation"} | (set() if self.cfg.gbert_in_all else {"gbert"})
         if study == "all":
             return [r for name in builders if name not in skip for r in builders[name]()]
         return builders[study]()

@@ -1,0 +1,149 @@
+"""The manipulation study: its plan (sharing the augmentation study's base model), its report
+section, and a toy-scale end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from knowlab.data.tasks import family_tasks
+from knowlab.errors import KnowlabError
+from knowlab.study.plan import Planner
+from knowlab.study.session import load_study_config
+
+
+def plan(study: str, **extra: str):
+    cfg = load_study_config("tiny", extra)
+    planner = Planner(cfg, "tiny", [0], extra)
+    return planner, planner.plan(study)
+
+
+def test_the_base_model_is_the_augmentation_studys_run():
+    _, aug = plan("augmentation", augmentation_variants="[multi5+permute]")
+    planner, rows = plan("manipulation")
+    aug_pretrain = {d.key for r in aug for d in r.deps if d.kind == "finetune" for d in d.deps if d.kind == "pretrain"}
+    pretrains = [r for r in planner.ordered() if r.kind == "pretrain"]
+    assert len(pretrains) == 1 and pretrains[0].key in aug_pretrain
+
+
+def test_the_plan_has_a_curve_with_and_without_hints():
+    planner, rows = plan("manipulation", **{"manipulation.train_fractions": "[0.2, 1.0]"})
+    assert all(r.kind == "eval-tasks" and r.tags["study"] == "manipulation" for r in rows)
+    got = sorted((r.tags["family"], r.tags["train_people"], r.tags["hints"]) for r in rows)
+    # tiny: 250 people, P_train 125
+    assert got == sorted([("retrieval", 0, "none"), ("inverse", 0, "none")]
+                         + [(f, n, h) for f in ("classification", "comparison") for n in (25, 125)
+                            for h in ("none", "mixed")])
+    tuned = [d for r in rows for d in r.deps if d.kind == "finetune"]
+    assert all("eval_every=0" in t.argv and "lora.r=16" in t.argv for t in tuned)
+    assert len({t.key for t in tuned}) == len(rows)
+
+
+def test_m_prime_and_inverse_search_on_reversed_bios():
+    planner, rows = plan("manipulation", **{"manipulation.extraction_first": "true",
+                                            "manipulation.families": "[inverse]",
+                                            "manipulation.inverse_variants": "[reverse6, multi5+permute]"})
+    assert [(r.tags["variant"], r.tags["base"]) for r in rows] == [("multi5+permute", "M'"), ("reverse6", "M'")]
+    for r in rows:
+        tuned = next(d for d in r.deps if d.kind == "finetune")
+        m_prime = next(d for d in tuned.deps if d.kind == "finetune")  # the six-QA extraction finetune
+        assert next(d for d in m_prime.deps if d.kind == "pretrain").tags["variant"] == r.tags["variant"]
+    _, aug = plan("augmentation", augmentation_variants="[multi5+permute]")
+    aug_tuned = {d.key for r in aug for d in r.deps if d.kind == "finetune"}
+    assert m_prime.key not in aug_tuned  # reverse6's; the base variant's is shared:
+    first = next(d for d in rows[0].deps if d.kind == "finetune")
+    assert next(d for d in first.deps if d.kind == "finetune").key in aug_tuned
+
+
+def test_manipulation_stays_out_of_all_and_bad_settings_are_errors():
+    _, rows = plan("all")
+    assert not any(r.tags["study"] == "manipulation" for r in rows)
+    with pytest.raises(KnowlabError, match="not a task family"):
+        load_study_config("tiny", {"manipulation.families": "[retrieval,sorting]"})
+    with pytest.raises(KnowlabError, match="train_fractions"):
+        load_study_config("tiny", {"manipulation.train_fractions": "[0, 1]"})
+
+
+def _fake_eval(family: str, acc: float, hint_acc: float | None = None) -> dict:
+    tasks = family_tasks(family)
+    test = {"rows": 10, "baseline": {t: 0.5 for t in tasks},
+            "answer": {"exact": {**{t: acc for t in tasks}, "mean": acc}}}
+    if hint_acc is not None:
+        test["hint"] = {"exact": {**{t: hint_acc for t in tasks}, "mean": hint_acc},
+                        "hint": {**{t: 1.0 for t in tasks}, "mean": 1.0}}
+    return {"splits": {"test": test}}
+
+
+def test_report_section_tables_baselines_and_findings(tmp_path):
+    from knowlab.report.build import build_report
+
+    runs = []
+    cases = [("retrieval", 0, "none", 0.9, None), ("inverse", 0, "none", 0.0, None),
+             ("inverse", 0, "none", 0.4, None)]
+    cases += [(f, n, h, 0.5 if h == "none" else 0.55, 0.95 if h == "mixed" else None)
+              for f in ("classification", "comparison") for n in (10, 20) for h in ("none", "mixed")]
+    for k, (family, n, hints, acc, hint_acc) in enumerate(cases):
+        out = tmp_path / "eval-tasks" / f"run{k}"
+        out.mkdir(parents=True)
+        (out / "eval_tasks.json").write_text(json.dumps(_fake_eval(family, acc, hint_acc)))
+        (tmp_path / "eval-tasks" / f"run{k}.done.json").write_text("{}")
+        runs.append({"kind": "eval-tasks", "name": f"run{k}", "key": str(k), "argv": [], "deps": [],
+                     "output": f"@/eval-tasks/run{k}",
+                     "tags": {"study": "manipulation", "studies": ["manipulation"], "family": family,
+                              "train_people": n, "hints": hints, "seed": 0, "base": "M",
+                              "variant": "reverse6" if (family, acc) == ("inverse", 0.4) else "multi5+permute",
+                              "name": f"{family}-n{n}-{hints}"}})
+    (tmp_path / "study.json").write_text(json.dumps({"study": "manipulation", "preset": "tiny", "seeds": [0],
+                                                     "runs": runs}))
+    report = build_report(tmp_path).read_text()
+    assert "## Part 3.2: knowledge manipulation" in report
+    assert "| birth_day | 90.0 | 50.0 | 82.3 |" in report  # ours, baseline, the paper's
+    assert "| month_later | 20 | 50.0 | 95.0 | 100.0 | 55.0 | 50.0 |" in report
+    assert "| month_mod2 | 60.4/67.3/75.9/86.4/95.3 |" in report
+    assert "inverse-search failure appears" in report
+    assert "| all_to_first | 0.0 | 40.0 | 50.0 | about 0 |" in report
+    assert "| university+major | 90.0 | 50.0 | near 100 |" in report and "by greedy decoding" in report
+    assert "On `reverse6` bios inverse search improves" in report
+    assert "Retrieval of part of a value or two values at once appears" in report
+    assert "Month ranking without a hint does **not** rise" in report
+    assert "The hint (chain of thought) helps `month_later`" in report
+    assert (tmp_path / "figures" / "manipulation.png").is_file()
+    csv = (tmp_path / "results.csv").read_text()
+    assert "manipulation,comparison-n20-mixed,multi5+permute,0,comparison/n20/mixed,test,hint_accuracy,month_later,1.0" in csv
+
+
+def test_toy_manipulation_study_runs_end_to_end(tmp_path):
+    """Every stage (tasks, finetune, eval-tasks, report) at toy scale; the science is not checked.
+    About a minute and a quarter on a quiet 2-core CPU (eight knowlab processes, two at a time)."""
+    smoke = ["data.people=24", "data.vocab_size=400", "pretrain.steps=4", "pretrain.batch=4",
+             "pretrain.checkpoint_every=0", "pretrain.optim.warmup_steps=1", "finetune.steps=2",
+             "finetune.batch_size=4", "manipulation.train_fractions=[1.0]", "manipulation.families=[comparison]",
+             "manipulation.eval_rows=4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    out = tmp_path / "study"
+    start = time.time()
+    # Its own process group, so a timeout also ends the runs the study started.
+    proc = subprocess.Popen([sys.executable, "-m", "knowlab.cli", "study", "run", "manipulation", "--preset", "tiny",
+                             "--out", str(out), *smoke], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    assert "## Part 3.2: knowledge manipulation" in report and "| month_later | 12 |" in report
+    assert "### Findings" in report and "(hint acc " in r.stdout  # the live table's manipulation lines
+    plan_runs = json.loads((out / "study.json").read_text())["runs"]
+    assert sorted(run["kind"] for run in plan_runs) == sorted(
+        ["data", "pretrain"] + ["tasks", "finetune", "eval-tasks"] * 2)
+    print(f"toy manipulation study: {time.time() - start:.0f} s")
