@@ -87,7 +87,7 @@ def hf_trainer(cfg, data: Path, root: Path, skip: int, callbacks=()) -> tuple[fl
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
-            if torch.cuda.is_available():
+            if torch.cuda.is_available() and state.global_step in (skip, cfg.steps):
                 torch.cuda.synchronize()  # the step's kernels are queued, not done, when it returns
             marks[state.global_step] = (time.perf_counter(), time.process_time())
 
