@@ -217,12 +217,12 @@ def child_eval(work: Path, smoke: bool) -> None:
                        hf_report_every=every)
 
 
-def study_argv(study: str, folder: Path, smoke: bool, extra: list[str]) -> list[str]:
+def study_argv(study: str, folder: Path, smoke: bool, extra: list[str], parallel: int = 1) -> list[str]:
     preset = "tiny" if smoke else "gpu-quick"
     toy = ["data.people=40", "data.vocab_size=600", "pretrain.steps=6", "pretrain.checkpoint_every=0",
            "pretrain.log_every=2", "finetune.steps=3", "finetune.eval_every=0"] if smoke else []
     return [sys.executable, "-m", "knowlab.cli", "study", "run", study, "--preset", preset, "--out", str(folder),
-            *(["--parallel", "1"] if smoke else []), *toy, *extra]
+            "--parallel", str(parallel), *toy, *extra]
 
 
 def run_studies(work: Path, jobs: dict[str, list[str]]) -> None:
@@ -244,8 +244,9 @@ def run_studies(work: Path, jobs: dict[str, list[str]]) -> None:
 
 
 def child_augmentation(work: Path, smoke: bool) -> None:
-    extra = [f"augmentation_variants={AUG_VARIANTS}"] + ([] if smoke else ["--parallel", "2"])
-    run_studies(work, {"study-aug": study_argv("augmentation", work / "study-aug", smoke, extra)})
+    # Two runs side by side: on the GPU the two models share it; on a CPU the two cores.
+    argv = study_argv("augmentation", work / "study-aug", smoke, [f"augmentation_variants={AUG_VARIANTS}"], parallel=2)
+    run_studies(work, {"study-aug": argv})
 
 
 def mixed_points(smoke: bool) -> dict[str, int]:

@@ -227,3 +227,88 @@ def test_fused_adamw_falls_back_where_torch_has_no_kernel():
     assert not opt.defaults["fused"]
     assert all(not g["fused"] for g in opt.param_groups)
     assert fused_unsupported([]) is None
+
+
+# ---- scripts/gpu-check.sh -----------------------------------------------------------------------
+
+def _gpu_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_throughput_and_mfu_arithmetic(tmp_path):
+    """The numbers the GPU run reports, from files shaped as its steps write them."""
+    gc = _gpu_check()
+    cfg = gc.train_config(smoke=False, steps=100)
+    assert (cfg.batch, cfg.model.context, cfg.model.shape(), cfg.precision, cfg.compile) == \
+        (96, 512, (12, 12, 768), "bf16", True)
+    params, fpt = gc.flops_per_token(cfg, 8192)
+    assert 90e6 < params < 100e6  # GPT2-small's 85M blocks + an 8,192 x 768 tied embedding
+    assert fpt == 6 * params + 12 * 12 * 768 * 512
+
+    work = tmp_path
+    (work / "knowlab-run").mkdir()
+    info = {"config": {"batch": 96, "precision": "bf16", "compile": True,
+                       "model": {"arch": "gpt2-rotary", "size": "small", "context": 512}},
+            "vocab": 8192, "params": params, "flops_per_token": fpt, "warmup_steps": 20}
+    (work / "train-knowlab.json").write_text(json.dumps(info))
+    # Compilation makes the first interval slow; steps 20..40 take 2 s: 20 x 49,152 tokens / 2 s.
+    rows = [{"step": s, "loss": 1.0, "elapsed": e} for s, e in ((10, 60.0), (20, 61.0), (30, 62.0), (40, 63.0))]
+    (work / "knowlab-run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 5')
+    summary = {"steps": {}}
+    ours = gc.collect_train_knowlab(work, summary)
+    assert ours["tokens_per_s"] == pytest.approx(20 * 96 * 512 / 2.0)
+    assert ours["mfu"] == pytest.approx(ours["tokens_per_s"] * fpt / 989.5e12, abs=1e-4)
+    assert ours["steps_done"] == 40 and ours["first_log_elapsed_s"] == 60.0
+
+    summary["steps"]["train-knowlab"] = {"result": ours}
+    (work / "train-hf.json").write_text(json.dumps({"steps": 60, "warmup_steps": 20, "batch": 96, "context": 512}))
+    (work / "train-hf.jsonl").write_text("".join(json.dumps({"step": s, "t": t}) + "\n"
+                                                 for s, t in ((10, 5.0), (20, 9.0), (40, 13.0))))
+    hf = gc.collect_train_hf(work, summary)
+    assert hf["tokens_per_s"] == pytest.approx(20 * 96 * 512 / 4.0)
+    assert hf["knowlab_over_trainer"] == pytest.approx(2.0)
+
+    (work / "eval.json").write_text(json.dumps({"knowlab_answers_per_s": 6000.0}))
+    assert gc.collect_eval(work, summary)["paper_test_s"] == 50.0
+    assert gc.collect_augmentation(work, summary) == {}  # nothing ran yet: no rows, no crash
+
+
+def test_gpu_check_smoke_runs_every_step(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    env.pop("OUT", None)
+    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh"), "--smoke", "--work", str(tmp_path / "work"),
+                           str(out)], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "gpu-check.json").read_text())
+    assert summary["finished"] and summary["smoke"]
+    steps = summary["steps"]
+    assert list(steps) == ["train-knowlab", "train-hf", "eval", "augmentation", "mixed"]
+    assert {name: s["status"] for name, s in steps.items()} == dict.fromkeys(steps, "ok")
+
+    train = steps["train-knowlab"]["result"]
+    assert train["tokens_per_s"] > 0 and train["mfu"] >= 0 and train["precision"] == "bf16"
+    assert steps["train-hf"]["result"]["knowlab_over_trainer"] > 0
+    ev = steps["eval"]["result"]
+    assert ev["knowlab_answers_per_s"] > 0 and ev["hf_questions"] == 5 and ev["paper_test_s"] > 0
+    rows = steps["augmentation"]["result"]["rows"]
+    assert set(rows) == {"single", "multi5+permute+fullname"}
+    assert rows["multi5+permute+fullname"]["calibration_qa_test"] == 0.942
+    for row in rows.values():
+        assert 0.0 <= row["qa_test"] <= 1.0 and 0.0 <= row["pretrained_only_qa_test"] <= 1.0
+    points = steps["mixed"]["result"]["points"]
+    assert set(points) == {"40", "80"}
+    for p in points.values():
+        assert 0.0 <= p["qa_test"] <= 1.0 and p["qa_test_curve"]
+
+    md = (out / "gpu-check.md").read_text()
+    assert "CPU smoke run" in md
+    for name in steps:
+        assert f"| {name} | ok |" in md
+    assert "==== augmentation ====" in (out / "gpu-check.log").read_text()
