@@ -58,13 +58,15 @@ class Step:
     smoke_budget_s: float  # on a CPU at toy scale; generous, CI machines are busy
 
 
-# The budgets add up to the 9 minutes of a device call with margin; `mixed` takes what is left.
+# The GPU budgets add up to the 9 minutes of a device call with margin; `mixed` takes what is
+# left. The smoke budgets only stop a hung step: the smoke checks that everything works, and a
+# busy CI machine must not turn a slow step into a failure.
 STEPS = (
-    Step("train-knowlab", "a. pretraining throughput, knowlab (paper model)", 110, 90),
-    Step("train-hf", "a. pretraining throughput, HF Trainer baseline", 50, 90),
-    Step("eval", "b. QA evaluation speed", 60, 60),
-    Step("augmentation", "c. augmentation study, gpu-quick (single, multi5+permute+fullname)", 240, 200),
-    Step("mixed", "c. mixed training at 10,000 and 30,000 people (time left)", 10_000, 200),
+    Step("train-knowlab", "a. pretraining throughput, knowlab (paper model)", 110, 300),
+    Step("train-hf", "a. pretraining throughput, HF Trainer baseline", 50, 300),
+    Step("eval", "b. QA evaluation speed", 60, 300),
+    Step("augmentation", "c. augmentation study, gpu-quick (single, multi5+permute+fullname)", 240, 900),
+    Step("mixed", "c. mixed training at 10,000 and 30,000 people (time left)", 10_000, 900),
 )
 
 
@@ -577,7 +579,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", nargs="?", help="folder for gpu-check.json/.md/.log (default $OUT, else ./gpu-check-out)")
     ap.add_argument("--smoke", action="store_true", help="every step at toy scale on a CPU")
-    ap.add_argument("--total", type=float, help="seconds for all steps (default 530 on a GPU, 600 smoke)")
+    ap.add_argument("--total", type=float, help="seconds for all steps (default 530 on a GPU, 2400 smoke)")
     ap.add_argument("--work", help="scratch folder (default: a fresh one under /tmp)")
     ap.add_argument("--only", help="comma-separated steps to run (default: all)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -592,7 +594,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) if args.work else Path(f"/tmp/knowlab-gpu-check-{int(time.time())}")
     work.mkdir(parents=True, exist_ok=True)
-    total = args.total or (600.0 if args.smoke else 530.0)
+    total = args.total or (2400.0 if args.smoke else 530.0)
     deadline = time.time() + total
     summary = Summary(out, args.smoke, total)
     summary.data["work"] = str(work)

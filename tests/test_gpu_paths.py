@@ -279,12 +279,34 @@ def test_gpu_check_throughput_and_mfu_arithmetic(tmp_path):
     assert gc.collect_augmentation(work, summary) == {}  # nothing ran yet: no rows, no crash
 
 
+def test_gpu_check_cuts_a_step_at_its_budget_and_keeps_the_summary(tmp_path):
+    """A step past its budget is stopped with its whole process group; the summary says `cut`."""
+    import time
+
+    gc = _gpu_check()
+    summary = gc.Summary(tmp_path, smoke=True, total=60)
+    step = gc.Step("train-knowlab", "a.", 3.0, 3.0)  # the child needs longer to import and make its data
+    work = tmp_path / "work"
+    work.mkdir()
+    start = time.time()
+    gc.run_step(step, work, summary, deadline=start + 60, smoke=True, poll=0.2)
+    s = summary.data["steps"]["train-knowlab"]
+    assert s["status"] == "cut" and s["budget_s"] == 3.0
+    assert time.time() - start < 20  # stopped, not waited for
+    saved = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert saved["steps"]["train-knowlab"]["status"] == "cut"
+    assert "| train-knowlab | cut |" in (tmp_path / "gpu-check.md").read_text()
+    # A step with too little time left is skipped, not started.
+    gc.run_step(gc.Step("eval", "b.", 60, 60), work, summary, deadline=time.time() + 1, smoke=True, poll=0.2)
+    assert summary.data["steps"]["eval"]["status"] == "skipped"
+
+
 def test_gpu_check_smoke_runs_every_step(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     env.pop("OUT", None)
     done = subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh"), "--smoke", "--work", str(tmp_path / "work"),
-                           str(out)], env=env, capture_output=True, text=True, timeout=900)
+                           str(out)], env=env, capture_output=True, text=True, timeout=2500)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "gpu-check.json").read_text())
     assert summary["finished"] and summary["smoke"]
