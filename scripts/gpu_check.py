@@ -19,7 +19,9 @@ step measures from files its process writes as it goes (metrics.jsonl, study fol
 summary, OUT/gpu-check.json and OUT/gpu-check.md, is rewritten atomically every few seconds. A
 kill of the whole script therefore loses only the last few seconds.
 
-    python scripts/gpu_check.py [--smoke] [--total SECONDS] [--work DIR] [OUT]
+    python scripts/gpu_check.py [--smoke] [--total SECONDS] [--only STEP,...] [--work DIR] [OUT]
+
+`--only mixed` gives the mixed runs, which the full check usually cuts, a whole call of their own.
 
 --smoke runs every step at toy scale on a CPU (compile off, tiny models, 40-person datasets); CI
 runs it (tests/test_gpu_paths.py).
@@ -62,10 +64,10 @@ class Step:
 # left. The smoke budgets only stop a hung step: the smoke checks that everything works, and a
 # busy CI machine must not turn a slow step into a failure.
 STEPS = (
-    Step("train-knowlab", "a. pretraining throughput, knowlab (paper model)", 110, 300),
-    Step("train-hf", "a. pretraining throughput, HF Trainer baseline", 50, 300),
-    Step("eval", "b. QA evaluation speed", 60, 300),
-    Step("augmentation", "c. augmentation study, gpu-quick (single, multi5+permute+fullname)", 240, 900),
+    Step("train-knowlab", "a. pretraining throughput, knowlab (paper model)", 95, 300),
+    Step("train-hf", "a. pretraining throughput, HF Trainer baseline", 45, 300),
+    Step("eval", "b. QA evaluation speed", 50, 300),
+    Step("augmentation", "c. augmentation study, gpu-quick (single, multi5+permute+fullname)", 280, 900),
     Step("mixed", "c. mixed training at 10,000 and 30,000 people (time left)", 10_000, 900),
 )
 
@@ -157,7 +159,7 @@ def child_train_knowlab(work: Path, smoke: bool) -> None:
     from knowlab.train.pretrain import pretrain
 
     data = dataset(work, smoke)
-    cfg = train_config(smoke, 12 if smoke else 400)
+    cfg = train_config(smoke, 12 if smoke else 300)
     vocab = len(Dataset(data).tokenizer)
     params, fpt = flops_per_token(cfg, vocab)
     info = {"config": to_dict(cfg), "vocab": vocab, "params": params, "flops_per_token": fpt,
@@ -177,7 +179,7 @@ def child_train_hf(work: Path, smoke: bool) -> None:
     import bench_train
 
     data = dataset(work, smoke)
-    steps, every = (8, 2) if smoke else (120, 10)
+    steps, every = (8, 2) if smoke else (100, 10)
     cfg = train_config(smoke, steps)
     marks = work / "train-hf.jsonl"
     marks.unlink(missing_ok=True)
