@@ -66,8 +66,11 @@ def _rates(marks, skip: int, cfg) -> tuple[float, float]:
     return tokens / (w1 - w0), tokens / (c1 - c0)
 
 
-def hf_trainer(cfg, data: Path, root: Path, skip: int) -> tuple[float, float]:
-    """(wall, cpu) tokens/s of transformers.Trainer on the same model init, windows and optimizer."""
+def hf_trainer(cfg, data: Path, root: Path, skip: int, callbacks=()) -> tuple[float, float]:
+    """(wall, cpu) tokens/s of transformers.Trainer on the same model init, windows and optimizer.
+
+    `callbacks` are extra TrainerCallbacks (scripts/gpu_check.py reads the clock through one).
+    """
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from knowlab.data.dataset import Dataset
@@ -84,6 +87,8 @@ def hf_trainer(cfg, data: Path, root: Path, skip: int) -> tuple[float, float]:
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
+            if torch.cuda.is_available() and state.global_step in (skip, cfg.steps):
+                torch.cuda.synchronize()  # the step's kernels are queued, not done, when it returns
             marks[state.global_step] = (time.perf_counter(), time.process_time())
 
     o = cfg.optim
@@ -95,7 +100,7 @@ def hf_trainer(cfg, data: Path, root: Path, skip: int) -> tuple[float, float]:
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True, seed=cfg.seed,
         bf16=cfg.precision == "bf16",
     )
-    Trainer(model=model, args=args, train_dataset=examples, callbacks=[Clock()]).train()
+    Trainer(model=model, args=args, train_dataset=examples, callbacks=[Clock(), *callbacks]).train()
     shutil.rmtree(root / "hf", ignore_errors=True)
     return _rates(marks, skip, cfg)
 

@@ -85,6 +85,19 @@ def _dedupe(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _drop_aliases(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """Drop the later names of parameters that are one Parameter (tied embeddings). A gathered
+    FSDP2 state holds a separate copy under each name, which _dedupe's storage test cannot see."""
+    first: dict[int, str] = {}
+    out = dict(state)
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) not in first:
+            first[id(p)] = name
+        elif first[id(p)] in out:
+            out.pop(name, None)
+    return out
+
+
 def _full_states(model, optimizer, d: Dist) -> tuple[dict, dict]:
     """Model and optimizer states as full tensors (FSDP2 gathers: call on every rank)."""
     if d.parallel == "fsdp":
@@ -145,6 +158,7 @@ def save(root: str | Path, step: int, model, optimizer, scheduler, stream_state:
     from safetensors.torch import save_file
 
     weights, optim = _full_states(model, optimizer, d)
+    weights = _drop_aliases(weights, unwrap(model))
     root = Path(root)
     final = root / step_name(step)
     if d.is_main:

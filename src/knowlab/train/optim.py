@@ -7,6 +7,7 @@ steps, cosine decay to 0.1 x; finetuning no warm-up, cosine to 0.1 x; probing li
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,15 +49,45 @@ def lr_factor(step: int, total_steps: int, cfg: OptimConfig) -> float:
 
 
 def build_optimizer(params, cfg: OptimConfig, fused: bool = False):
-    """AdamW with weight decay on matrices only (not on biases, norms or 1-d parameters)."""
+    """AdamW with weight decay on matrices only (not on biases, norms or 1-d parameters).
+
+    fused=True asks for the fused kernel and falls back, with a warning, to the default
+    implementation (the same update) where this torch has none for the parameters' device or dtype.
+    """
     import torch
 
     params = [p for p in params if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
+    if fused:
+        why = fused_unsupported(params)
+        if why is not None:
+            warnings.warn(f"fused AdamW is not available here ({why}); using the default AdamW", stacklevel=2)
+            fused = False
+    # Fresh group dicts: the optimizer writes its defaults into the ones it is given.
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None)
+
+
+def fused_unsupported(params) -> str | None:
+    """None when fused AdamW steps on every (device, dtype) of `params`, else the reason it does not.
+
+    Torch versions differ in where they refuse (construction or the first step) and in which
+    devices have kernels, so a one-element optimizer per kind of parameter is stepped for real.
+    """
+    import torch
+
+    kinds = {(p.device, p.dtype) for p in params}
+    for device, dtype in sorted(kinds, key=str):
+        try:
+            probe = torch.nn.Parameter(torch.zeros(1, device=device, dtype=dtype))
+            probe.grad = torch.zeros_like(probe)
+            torch.optim.AdamW([probe], fused=True).step()
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:
+            text = str(exc).strip()
+            return f"{device.type}/{str(dtype).replace('torch.', '')}: " + (text.splitlines()[0] if text else type(exc).__name__)
+    return None
 
 
 def build_scheduler(optimizer, total_steps: int, cfg: OptimConfig):
