@@ -10,7 +10,8 @@ import torch
 from knowlab.config import from_dict
 from knowlab.errors import KnowlabError
 from knowlab.train.config import PretrainConfig
-from knowlab.train.pretrain import load_final_model, pretrain
+from knowlab.models.runtime import load_model
+from knowlab.train.pretrain import pretrain
 
 TINY = {
     "model": {"arch": "gpt2-rotary", "size": "custom", "n_layer": 2, "n_head": 2, "n_embd": 32, "context": 64},
@@ -59,7 +60,7 @@ def test_tiny_run_learns_and_exports(tiny_dataset, tmp_path):
     assert len(tok) == model.config.vocab_size
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=probe).logits, seen[30], rtol=0, atol=1e-6)
-    loaded, _ = load_final_model(run)
+    loaded = load_model(run, device="cpu")
     assert loaded.config.num_hidden_layers == 2
 
 

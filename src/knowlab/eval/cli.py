@@ -13,7 +13,7 @@ def _eval_qa(args: argparse.Namespace) -> int:
     from knowlab.data.dataset import Dataset
     from knowlab.eval import mlm_qa
     from knowlab.eval.qa import evaluate
-    from knowlab.models.io import check_tokenizer, load_model, resolve_model_dir
+    from knowlab.models.runtime import load_model, resolve_model_dir
     from knowlab.eval.report import result_tables
     from knowlab.io import write_json_atomic
     from knowlab.train.mlm import is_bidirectional
@@ -25,8 +25,7 @@ def _eval_qa(args: argparse.Namespace) -> int:
     folder = resolve_model_dir(args.model_dir)
     ds = Dataset(args.data)
     tok = ds.tokenizer
-    check_tokenizer(folder, tok)
-    model = load_model(folder, device=args.device)
+    model = load_model(folder, device=args.device, tokenizer=tok)
     splits = ("train", "test") if args.split == "both" else (args.split,)
     # GBERT answers by mask filling, not generation (--beams unused).
     evaluate_fn = mlm_qa.evaluate if is_bidirectional(model) else evaluate

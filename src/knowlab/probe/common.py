@@ -29,8 +29,7 @@ import numpy as np
 
 from knowlab.data.schema import ATTRIBUTES, SHORT
 from knowlab.errors import KnowlabError
-from knowlab.models.io import load_model as _load_model
-from knowlab.models.io import resolve_model_dir  # noqa: F401  (re-exported for probe.cli)
+from knowlab.models.runtime import load_model, pad_id, resolve_model_dir
 from knowlab.train.optim import OptimConfig
 
 # The paper's 11 tasks: birth month (the first-token task of the birth date), then first token
@@ -239,11 +238,6 @@ def default_out(model_dir: str | Path) -> Path:
     return folder.parent if folder != path or folder.name == "model" else folder
 
 
-def load_model(path: str | Path):
-    """The model on the CPU in fp32; the probe moves it to its device itself."""
-    return _load_model(path, device="cpu", dtype="float32")
-
-
 def majority_baseline(train_y: np.ndarray, test_y: np.ndarray) -> np.ndarray:
     """(T,) accuracy on `test_y` of always answering the commonest class of `train_y`."""
     return np.array([np.mean(test_y[:, t] == np.bincount(train_y[:, t]).argmax()) for t in range(train_y.shape[1])])
@@ -261,14 +255,14 @@ def run_probe(kind: str, model, data, cfg: ProbeConfig, make_examples, position_
     ds = data if isinstance(data, Dataset) else Dataset(data)
     model_path = None
     if isinstance(model, (str, Path)):
-        model_path, model = str(resolve_model_dir(model)), load_model(model)
+        model_path = str(resolve_model_dir(model))
+        model = load_model(model, device="cpu", dtype="float32")  # the probe moves it to its device
     labels = build_labels(ds, cfg.tasks)
     train_people, test_people = split_people(ds, cfg)
     train = make_examples(ds, train_people, labels)
     test = make_examples(ds, test_people, labels)
     tok = ds.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    out = train_probe(model, train, test, labels.n_classes, len(position_names), cfg, pad_id,
+    out = train_probe(model, train, test, labels.n_classes, len(position_names), cfg, pad_id(tok),
                       desc=f"{kind}-probe", show_progress=show_progress)
     baseline = majority_baseline(train.y, test.y)
 

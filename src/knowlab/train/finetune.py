@@ -34,6 +34,7 @@ from knowlab.config import to_dict
 from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
 from knowlab.io import atomic_dir, run_metadata, write_json_atomic, write_text_atomic
+from knowlab.models.runtime import load_model, pad_id, pick_device, resolve_model_dir
 from knowlab.progress import progress
 from knowlab.train.lora import LoraSettings, apply_lora, merge
 from knowlab.train.mlm import is_bidirectional, mask_answers, masked_answer_loss
@@ -147,24 +148,6 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 # ---- the run ----------------------------------------------------------------------------------
 
-def load_base(model_dir: str | Path, tokenizer):
-    from transformers import AutoModelForCausalLM
-
-    from knowlab.models.io import check_tokenizer, resolve_model_dir
-
-    folder = resolve_model_dir(model_dir)
-    check_tokenizer(folder, tokenizer)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise KnowlabError(f"{folder}: not a loadable HF causal LM ({str(exc).splitlines()[0]})") from None
-    vocab = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > vocab:
-        raise KnowlabError(f"{folder}: the model's vocabulary ({vocab}) is smaller than the dataset tokenizer's "
-                           f"({len(tokenizer)}); was it pretrained on this dataset?")
-    return model, folder
-
-
 def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Dataset, out: str | Path,
              overwrite: bool = False, show_progress: bool = False) -> dict:
     """Finetune `model_dir` (an HF folder or a run folder) on `data`'s P_train QAs into `out`.
@@ -174,7 +157,6 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
     from knowlab.eval import mlm_qa
     from knowlab.eval.hooks import make_eval_hooks, run_hooks
     from knowlab.eval.qa import evaluate
-    from knowlab.models.io import pick_device
     from knowlab.eval.report import result_tables
 
     out = Path(out)
@@ -189,7 +171,8 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    model, base_folder = load_base(model_dir, tok)
+    base_folder = resolve_model_dir(model_dir)
+    model = load_model(base_folder, device="cpu", dtype="float32", tokenizer=tok)
     mlm = is_bidirectional(model)
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     longest = max(len(ids) for ids, _ in examples)
@@ -207,7 +190,7 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
     # evaluated so (eval/mlm_qa.py).
     evaluate_fn, make_hooks = (mlm_qa.evaluate, mlm_qa.make_mlm_hooks) if mlm else (evaluate, make_eval_hooks)
     hooks = make_hooks(ds, every=0, max_people=cfg.eval_people, seed=cfg.seed) if cfg.eval_every else []
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    pad = pad_id(tok)
     order = batches(len(examples), cfg.batch_size, cfg.seed)
 
     with atomic_dir(out, overwrite=overwrite) as tmp, contextlib.ExitStack() as stack:
