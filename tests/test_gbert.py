@@ -226,7 +226,7 @@ def test_first_token_score_asks_for_the_value_not_its_separate_space(spaced_data
 
 def test_tiny_mlm_pretraining_learns_and_the_model_finetunes(tiny_dataset, tmp_path):
     from knowlab.eval.mlm_qa import evaluate
-    from knowlab.probe.common import QProbeConfig
+    from knowlab.probe.types import QProbeConfig
     from knowlab.probe.q_probe import run_q_probe
     from knowlab.train.finetune import FinetuneConfig, finetune
     from knowlab.data.tokenizer import load_tokenizer

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from knowlab.errors import KnowlabError
 from knowlab.models.runtime import pick_device
-from knowlab.probe.common import Examples, ProbeConfig
+from knowlab.probe.types import Examples, ProbeConfig
 from knowlab.train.optim import lr_factor
 
 
