@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from knowlab.cli_parser import Parser
 from knowlab.errors import KnowlabError
 
 
@@ -52,10 +53,9 @@ def _export_lm_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub, export) -> None:
-    from knowlab.cli import _Parser
 
     ev = sub.add_parser("eval", help="evaluate models: QA exact match, first token, BIO memorisation")
-    actions = ev.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions = ev.add_subparsers(dest="action", required=True, parser_class=Parser)
     qa = actions.add_parser("qa", help="QA accuracy by generation (Figure 3's table) on P_test and/or P_train")
     qa.add_argument("model_dir", metavar="MODEL_DIR", help="an HF model folder or a run folder with model/")
     qa.add_argument("--data", required=True, help="the dataset folder the model was trained on")
