@@ -14,9 +14,10 @@ from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
 from knowlab.eval.mlm_qa import evaluate_mlm_qa, fill_masks, score_fills
 from knowlab.models.presets import ModelConfig, build_model
+from knowlab.models.runtime import is_bidirectional
 from knowlab.train.config import PretrainConfig
 from knowlab.train.mlm import (
-    WholeWordMasker, check_bidirectional, is_bidirectional, mask_answers, step_generator,
+    WholeWordMasker, check_bidirectional, mask_answers, step_generator,
 )
 
 SHAPE = {"size": "custom", "n_layer": 2, "n_head": 2, "n_embd": 32, "context": 64}

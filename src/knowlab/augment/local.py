@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from knowlab.augment.rewriter import Rewriter, SamplingParams
+from knowlab.augment.base import Rewriter, SamplingParams
 from knowlab.errors import KnowlabError
 
 

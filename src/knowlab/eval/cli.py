@@ -14,10 +14,9 @@ def _eval_qa(args: argparse.Namespace) -> int:
     from knowlab.data.dataset import Dataset
     from knowlab.eval import mlm_qa
     from knowlab.eval.qa import evaluate
-    from knowlab.models.runtime import load_model, resolve_model_dir
+    from knowlab.models.runtime import is_bidirectional, load_model, resolve_model_dir
     from knowlab.eval.report import result_tables
     from knowlab.io import write_json_atomic
-    from knowlab.train.mlm import is_bidirectional
 
     if args.beams < 1:
         raise KnowlabError(f"--beams must be at least 1, got {args.beams}")

@@ -107,6 +107,13 @@ def unwrap(model, peft: bool = True):
         model = inner
 
 
+def is_bidirectional(model_or_config) -> bool:
+    """True for a GBERT-style model: its config turns causal attention off (`is_causal=False`).
+    Such a model answers by filling masks, so training and scoring both ask."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "is_causal", True) is False
+
+
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from knowlab.study.config import StudyConfig
+from knowlab.study.config import plain_number as _num
 
 # GBERT ([P] App. H). Pretraining at the paper preset: lr 3e-4 cosine to 3e-5 over 150,000 steps
 # (warm-up, batch and AdamW as GPT's); smaller presets keep their own optimiser, tuned for their
@@ -61,11 +62,6 @@ class Run:
 
 def _kv(overrides: dict[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(overrides.items())]
-
-
-def _num(value: float) -> int | float:
-    """300.0 -> 300, so a budget's argv matches the same budget given on the command line."""
-    return int(value) if float(value).is_integer() else value
 
 
 def _with_budget(*layers: dict[str, Any]) -> dict[str, Any]:

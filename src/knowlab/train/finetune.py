@@ -34,10 +34,10 @@ from knowlab.config import to_dict
 from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
 from knowlab.io import atomic_dir, run_metadata, write_json_atomic, write_text_atomic
-from knowlab.models.runtime import load_model, pad_id, pick_device, resolve_model_dir
+from knowlab.models.runtime import is_bidirectional, load_model, pad_id, pick_device, resolve_model_dir
 from knowlab.progress import progress
 from knowlab.train.lora import LoraSettings, apply_lora, merge
-from knowlab.train.mlm import is_bidirectional, mask_answers, masked_answer_loss
+from knowlab.train.mlm import mask_answers, masked_answer_loss
 from knowlab.train.optim import OptimConfig, build_optimizer, build_scheduler
 
 
