@@ -44,7 +44,8 @@ def main() -> int:
     from knowlab.config import from_dict
     from knowlab.data.config import DataConfig
     from knowlab.data.dataset import Dataset, write_dataset
-    from knowlab.eval.qa import greedy_generate, load_model, max_answer_tokens, qa_rows
+    from knowlab.eval.qa import greedy_generate, max_answer_tokens, qa_rows
+    from knowlab.models.runtime import load_model
     from knowlab.eval.scoring import answer_from_tokens, stop_token_mask
     from knowlab.models.presets import ModelConfig, build_model
 
