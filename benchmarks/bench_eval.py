@@ -114,7 +114,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     from knowlab.data.dataset import Dataset
-    from knowlab.eval.qa import load_model
+    from knowlab.models.runtime import load_model
 
     ds = Dataset(args.data) if args.data else Dataset(generate(args.people))
     if args.model:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from knowlab.data.dataset import Dataset
-from knowlab.models.io import load_model
-from knowlab.probe.common import build_labels
+from knowlab.models.runtime import load_model
+from knowlab.probe.types import build_labels
 from knowlab.probe.p_probe import p_examples
 from knowlab.probe.q_probe import q_examples
 from knowlab.report.verdicts import MAIN_TASKS

@@ -75,7 +75,8 @@ def main() -> int:
     from knowlab.data.config import DataConfig
     from knowlab.data.dataset import Dataset, write_dataset
     from knowlab.train.cli import load_pretrain_config
-    from knowlab.train.pretrain import load_final_model, pretrain
+    from knowlab.models.runtime import load_model
+    from knowlab.train.pretrain import pretrain
 
     out = Path(args.out)
     overrides = [f"threads={args.threads}", "checkpoint_every=0"] + ([f"steps={args.steps}"] if args.steps else [])
@@ -88,7 +89,7 @@ def main() -> int:
         t0 = time.time()
         pretrain(cfg, out / "data", out / "run")
         minutes = (time.time() - t0) / 60
-    model, _ = load_final_model(out / "run")
+    model = load_model(out / "run", device="cpu")
     acc = bio_first_token_accuracy(model, Dataset(out / "data"))
     result = {"people": args.people, "variant": args.variant, "steps": cfg.steps, "minutes": round(minutes, 2),
               "bio_first_token_accuracy": acc}

@@ -83,7 +83,7 @@ def test_yaml_integers_and_every_preset_still_load(tmp_path):
     path.write_text("steps: 9007199254740993\n")
     assert load(Outer, path).steps == 9007199254740993
     from knowlab.data.config import DataConfig
-    from knowlab.probe.common import ProbePreset
+    from knowlab.probe.types import ProbePreset
     from knowlab.study.config import StudyConfig
     from knowlab.train.config import PretrainConfig
     from knowlab.train.finetune import FinetuneConfig

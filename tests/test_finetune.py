@@ -104,11 +104,11 @@ def test_bad_inputs(tiny_dataset, tmp_path):
 
 
 def test_cli_registration(tiny_dataset, base_model, tmp_path, capsys):
-    from knowlab.cli import _Parser
+    from knowlab.cli_parser import Parser
     from knowlab.train.finetune_cli import register_finetune
 
-    parser = _Parser(prog="knowlab train")
-    register_finetune(parser.add_subparsers(dest="action", required=True, parser_class=_Parser))
+    parser = Parser(prog="knowlab train")
+    register_finetune(parser.add_subparsers(dest="action", required=True, parser_class=Parser))
     out = tmp_path / "cli"
     args = parser.parse_args(["finetune", "--model", str(base_model), "--data", str(tiny_dataset), "--out", str(out),
                               "--preset", "tiny", "--steps", "2", "--batch-size", "4", "final_eval=false", "lora.r=2"])

@@ -14,9 +14,10 @@ from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
 from knowlab.eval.mlm_qa import evaluate_mlm_qa, fill_masks, score_fills
 from knowlab.models.presets import ModelConfig, build_model
+from knowlab.models.runtime import is_bidirectional
 from knowlab.train.config import PretrainConfig
 from knowlab.train.mlm import (
-    WholeWordMasker, check_bidirectional, is_bidirectional, mask_answers, step_generator,
+    WholeWordMasker, check_bidirectional, mask_answers, step_generator,
 )
 
 SHAPE = {"size": "custom", "n_layer": 2, "n_head": 2, "n_embd": 32, "context": 64}
@@ -226,10 +227,12 @@ def test_first_token_score_asks_for_the_value_not_its_separate_space(spaced_data
 
 def test_tiny_mlm_pretraining_learns_and_the_model_finetunes(tiny_dataset, tmp_path):
     from knowlab.eval.mlm_qa import evaluate
-    from knowlab.probe.common import QProbeConfig
+    from knowlab.probe.types import QProbeConfig
     from knowlab.probe.q_probe import run_q_probe
     from knowlab.train.finetune import FinetuneConfig, finetune
-    from knowlab.train.pretrain import load_final_model, pretrain
+    from knowlab.data.tokenizer import load_tokenizer
+    from knowlab.models.runtime import load_model
+    from knowlab.train.pretrain import pretrain
 
     cfg = from_dict(PretrainConfig, {
         "model": {"arch": "gbert", **SHAPE}, "objective": "mlm", "optim": {"lr": 3e-3, "warmup_steps": 5},
@@ -237,7 +240,7 @@ def test_tiny_mlm_pretraining_learns_and_the_model_finetunes(tiny_dataset, tmp_p
     run = pretrain(cfg, tiny_dataset, tmp_path / "run", show_progress=False)
     losses = [x["loss"] for x in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in x]
     assert losses[-1] < losses[0] - 0.5, losses
-    model, tok = load_final_model(run)
+    model, tok = load_model(run, device="cpu"), load_tokenizer(run / "model")
     assert is_bidirectional(model)
     result, _ = evaluate(model, tok, tiny_dataset, splits=("train", "test"), max_people=3)
     assert set(result["splits"]["test"]) >= {"exact", "first_token", "bio_first_token"}

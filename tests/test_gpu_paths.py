@@ -105,7 +105,7 @@ def test_qa_evaluator_on_bf16_weights_and_under_autocast(tiny_dataset, fp32_run,
     """The GPU evaluator loads bf16 weights (eval CLI) or runs fp32 weights under bf16 autocast
     (training hooks); both on the CPU give valid answers close to fp32's."""
     from knowlab.eval.qa import evaluate
-    from knowlab.models.io import load_model
+    from knowlab.models.runtime import load_model
 
     ds = Dataset(tiny_dataset)
     fp32 = load_model(fp32_run / "model", device="cpu", dtype="float32")

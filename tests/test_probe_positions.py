@@ -13,7 +13,7 @@ from knowlab.data.dataset import Dataset
 from knowlab.data.schema import ATTRIBUTES
 from knowlab.data.tokenizer import encode_spans
 from knowlab.probe.p_probe import p_examples, position_attributes, special_positions
-from knowlab.probe.common import build_labels
+from knowlab.probe.types import build_labels
 
 
 def _check(tok, texts, spans, ids, tok_spans):

@@ -12,7 +12,7 @@ from torch import nn
 from knowlab.config import from_dict
 from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
-from knowlab.probe.common import PProbeConfig, QProbeConfig, build_labels
+from knowlab.probe.types import PProbeConfig, QProbeConfig, build_labels
 from knowlab.probe.engine import Probe
 from knowlab.probe.p_probe import run_p_probe
 from knowlab.probe.q_probe import run_q_probe

@@ -10,7 +10,8 @@ import torch
 from knowlab.config import from_dict
 from knowlab.errors import KnowlabError
 from knowlab.train.config import PretrainConfig
-from knowlab.train.pretrain import load_final_model, pretrain
+from knowlab.models.runtime import load_model
+from knowlab.train.pretrain import pretrain
 
 TINY = {
     "model": {"arch": "gpt2-rotary", "size": "custom", "n_layer": 2, "n_head": 2, "n_embd": 32, "context": 64},
@@ -59,7 +60,7 @@ def test_tiny_run_learns_and_exports(tiny_dataset, tmp_path):
     assert len(tok) == model.config.vocab_size
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=probe).logits, seen[30], rtol=0, atol=1e-6)
-    loaded, _ = load_final_model(run)
+    loaded = load_model(run, device="cpu")
     assert loaded.config.num_hidden_layers == 2
 
 
@@ -111,7 +112,9 @@ def test_presets_load():
     quick = load_pretrain_config("gpu-quick")
     assert (quick.model.shape(), quick.model.context, quick.batch, quick.precision, quick.compile) == ((6, 6, 384), 256, 128, "bf16", True)
     paper = load_pretrain_config("paper", overrides=["qa_ratio=0.8"])
-    assert (paper.model.shape(), paper.model.context, paper.batch, paper.steps, paper.optim.warmup_steps) == ((12, 12, 768), 512, 96, 80_000, 1000)
+    # the paper's budget is its ~540 exposures per person; steps follow the dataset (train/budget.py)
+    assert (paper.model.shape(), paper.model.context, paper.batch, paper.exposures, paper.steps,
+            paper.optim.warmup_steps) == ((12, 12, 768), 512, 96, 540, 0, 1000)
     assert paper.qa_ratio == 0.8 and paper.optim.eps == 1e-6 and paper.optim.weight_decay == 0.1
 
 

@@ -11,14 +11,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from knowlab.augment import cli as augment_cli
+from knowlab.cli_parser import Parser
 from knowlab.errors import KnowlabError
+from knowlab.eval import cli as eval_cli
+from knowlab.probe import cli as probe_cli
+from knowlab.study import cli as study_cli
+from knowlab.train import cli as train_cli
 
 Handler = Callable[[argparse.Namespace], int | None]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, like every other bad input
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -87,10 +88,10 @@ def _export_jsonl(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="knowlab", description=__doc__.splitlines()[0] if __doc__ else None)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="knowlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    data = sub.add_parser("data", help="generate and inspect datasets").add_subparsers(dest="action", required=True, parser_class=_Parser)
+    data = sub.add_parser("data", help="generate and inspect datasets").add_subparsers(dest="action", required=True, parser_class=Parser)
     gen = data.add_parser("generate", help="generate a bioS or bioR dataset folder (Parquet + tokenizer + card)")
     gen.add_argument("--family", choices=["bioS", "bioR"], default="bioS",
                      help="bioS: template bios (default); bioR: bios written by a language model (needs --rewriter)")
@@ -109,9 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--vocab-size", type=int)
     gen.add_argument("--overwrite", action="store_true")
     gen.add_argument("overrides", nargs="*", help="key=value overrides of DataConfig")
-    from knowlab.augment.cli import add_bior_arguments  # argparse only: cheap to import
-
-    add_bior_arguments(gen)
+    augment_cli.add_bior_arguments(gen)
     gen.set_defaults(func=_data_generate)
 
     show = data.add_parser("show", help="counts and a few rendered examples of a dataset folder")
@@ -133,30 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("overrides", nargs="*", help="key=value overrides of TaskConfig")
     tasks.set_defaults(func=_data_tasks)
 
-    export = sub.add_parser("export", help="export datasets and tasks for outside tools").add_subparsers(dest="action", required=True, parser_class=_Parser)
+    export = sub.add_parser("export", help="export datasets and tasks for outside tools").add_subparsers(dest="action", required=True, parser_class=Parser)
     jl = export.add_parser("jsonl", help="write bios/qa/people as JSONL next to the Parquet files")
     jl.add_argument("--data", required=True)
     jl.add_argument("--out", required=True)
     jl.set_defaults(func=_export_jsonl)
 
-    for register in _extra_commands():
-        register(sub, export)
+    # Each stage adds its own subcommands; stage CLIs are argparse only, so --help stays fast.
+    for stage in (train_cli, eval_cli, probe_cli, study_cli, augment_cli):
+        stage.register(sub, export)
     return parser
-
-
-def _extra_commands() -> list[Callable]:
-    """Stages register their own subcommands here (train, eval, probe, study, augment)."""
-    registered = []
-    for module in ("knowlab.train.cli", "knowlab.eval.cli", "knowlab.probe.cli",
-                   "knowlab.study.cli", "knowlab.augment.cli"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        registered.append(mod.register)
-    return registered
 
 
 def main(argv: Sequence[str] | None = None) -> int:

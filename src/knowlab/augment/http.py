@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from knowlab.augment.rewriter import Rewriter, SamplingParams
+from knowlab.augment.base import Rewriter, SamplingParams
 from knowlab.errors import KnowlabError
 
 APIS = ("completions", "chat")

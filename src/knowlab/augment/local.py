@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from knowlab.augment.rewriter import Rewriter, SamplingParams
+from knowlab.augment.base import Rewriter, SamplingParams
 from knowlab.errors import KnowlabError
 
 
@@ -79,9 +79,9 @@ class HFRewriter(Rewriter):
         self.name = f"hf:{self.path}"
         self.batch_size = batch_size
         self.chat = chat
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        from knowlab.models.runtime import pick_device
+
+        self.device = pick_device(device)
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype, None)
         if torch_dtype is None:
             raise KnowlabError(f"hf:{path}: unknown dtype {dtype!r}; valid: auto, float32, bfloat16, float16")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 
-from knowlab.augment.rewriter import Rewriter
+from knowlab.augment.base import Rewriter
 
 # Never the end of a sentence: they introduce the next word ("St. Louis", "Dr. Smith").
 TITLES = frozenset("mr mrs ms dr prof st mt ft rev gen col capt lt sgt gov sen rep hon pres vs no fig approx".split())

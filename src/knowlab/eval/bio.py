@@ -17,7 +17,7 @@ import torch
 
 from knowlab.data.dataset import Dataset
 from knowlab.data.schema import ATTRIBUTES
-from knowlab.eval.qa import autocast_for, default_batch_size, model_device, unwrap
+from knowlab.models.runtime import autocast_for, default_batch_size, model_device, pad_id, unwrap
 from knowlab.progress import progress
 
 
@@ -75,7 +75,7 @@ def bio_first_token(model, data: Dataset, split: str | None = None, people: Sequ
     if not ids:
         return {}
     tok = data.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    pad = pad_id(tok)
     was_training = model.training
     model.eval()
     try:

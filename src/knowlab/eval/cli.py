@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from knowlab.cli_parser import Parser
 from knowlab.errors import KnowlabError
 
 
@@ -13,10 +14,9 @@ def _eval_qa(args: argparse.Namespace) -> int:
     from knowlab.data.dataset import Dataset
     from knowlab.eval import mlm_qa
     from knowlab.eval.qa import evaluate
-    from knowlab.models.io import check_tokenizer, load_model, resolve_model_dir
+    from knowlab.models.runtime import is_bidirectional, load_model, resolve_model_dir
     from knowlab.eval.report import result_tables
     from knowlab.io import write_json_atomic
-    from knowlab.train.mlm import is_bidirectional
 
     if args.beams < 1:
         raise KnowlabError(f"--beams must be at least 1, got {args.beams}")
@@ -25,8 +25,7 @@ def _eval_qa(args: argparse.Namespace) -> int:
     folder = resolve_model_dir(args.model_dir)
     ds = Dataset(args.data)
     tok = ds.tokenizer
-    check_tokenizer(folder, tok)
-    model = load_model(folder, device=args.device)
+    model = load_model(folder, device=args.device, tokenizer=tok)
     splits = ("train", "test") if args.split == "both" else (args.split,)
     # GBERT answers by mask filling, not generation (--beams unused).
     evaluate_fn = mlm_qa.evaluate if is_bidirectional(model) else evaluate
@@ -48,7 +47,7 @@ def _eval_tasks(args: argparse.Namespace) -> int:
     # Part 3.2 manipulation tasks: answer-only and hint modes (knowlab.eval.tasks).
     from knowlab.data.dataset import Dataset
     from knowlab.eval.tasks import evaluate_tasks, result_table, write_eval
-    from knowlab.models.io import check_tokenizer, load_model, resolve_model_dir
+    from knowlab.models.runtime import check_tokenizer, load_model, resolve_model_dir
 
     if args.batch_size < 0 or args.max_rows < 0:
         raise KnowlabError("--batch-size and --max-rows must be 0 (auto / all) or more")
@@ -78,10 +77,9 @@ def _export_lm_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub, export) -> None:
-    from knowlab.cli import _Parser
 
     ev = sub.add_parser("eval", help="evaluate models: QA exact match, first token, BIO memorisation")
-    actions = ev.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions = ev.add_subparsers(dest="action", required=True, parser_class=Parser)
     qa = actions.add_parser("qa", help="QA accuracy by generation (Figure 3's table) on P_test and/or P_train")
     qa.add_argument("model_dir", metavar="MODEL_DIR", help="an HF model folder or a run folder with model/")
     qa.add_argument("--data", required=True, help="the dataset folder the model was trained on")

@@ -21,7 +21,7 @@ import torch
 
 from knowlab.data.dataset import Dataset
 from knowlab.eval.bio import bio_first_token
-from knowlab.eval.qa import evaluate_qa, sample_people
+from knowlab.eval.qa import evaluate_qa, people_of_split
 
 
 class EvalHook:
@@ -30,7 +30,7 @@ class EvalHook:
     def __init__(self, data: Dataset, every: int = 0, max_people: int = 200, seed: int = 0,
                  batch_size: int = 0, splits: Sequence[str] = ("train", "test")):
         self.data, self.every, self.batch_size = data, every, batch_size
-        self.people = {s: sample_people(data, s, max_people, seed) for s in splits}
+        self.people = {s: people_of_split(data, s, max_people, seed) for s in splits}
         self.people = {s: p for s, p in self.people.items() if p}
 
     def due(self, step: int) -> bool:

@@ -27,11 +27,9 @@ from knowlab.data.dataset import Dataset
 from knowlab.data.schema import ATTRIBUTES
 from knowlab.errors import KnowlabError
 from knowlab.eval.hooks import EvalHook
-from knowlab.eval.qa import (
-    SPLITS, autocast_for, default_batch_size, model_device, prompt_lengths, sample_people, unwrap,
-    value_starts,
-)
+from knowlab.eval.qa import SPLITS, people_of_split, prompt_lengths, value_starts
 from knowlab.eval.scoring import answer_from_text, per_attribute
+from knowlab.models.runtime import autocast_for, default_batch_size, model_device, pad_id, unwrap
 from knowlab.progress import progress
 
 
@@ -107,7 +105,7 @@ def evaluate_mlm_qa(model, tokenizer, ds: Dataset | str | Path, split: str = "te
     if not rows:
         raise KnowlabError(f"{ds.path}: no QA rows in split '{split}'")
     mask, eos = _mask_id(tokenizer), tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    pad = pad_id(tokenizer)
     seqs = [[*r["context"], *[mask] * len(r["targets"]), eos] for r in rows]
     fills = fill_masks(model, seqs, mask, pad, batch_size, show_progress)
     preds = score_fills(rows, fills, tokenizer, split)
@@ -125,7 +123,7 @@ def bio_masked_first_token(model, data: Dataset, split: str | None = None, peopl
         return {}
     tok = data.tokenizer
     mask, eos = _mask_id(tok), tok.eos_token_id
-    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+    pad = pad_id(tok)
     spans = [zip(table[f"{a}_tok_start"].to_pylist(), table[f"{a}_tok_end"].to_pylist()) for a in attrs]
     seqs, targets = [], []
     for bio, *attr_spans in zip(table["input_ids"].to_pylist(), *spans):
@@ -156,7 +154,7 @@ def evaluate(model, tokenizer, data: Dataset | str | Path, splits: Sequence[str]
     predictions: list[dict] = []
     try:
         for split in splits:
-            people = sample_people(ds, split, max_people, seed)
+            people = people_of_split(ds, split, max_people, seed)
             metrics, preds = evaluate_mlm_qa(model, tokenizer, ds, split, people, batch_size, show_progress)
             if bio:
                 metrics["bio_first_token"] = bio_masked_first_token(model, ds, split, people, batch_size)

@@ -13,7 +13,6 @@ prepended (neither does lm-eval's HF backend).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,47 +24,13 @@ import torch
 from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
 from knowlab.eval.scoring import answer_from_tokens, per_attribute, stop_token_mask
+from knowlab.models.runtime import autocast_for, default_batch_size, model_device, pad_id, unwrap
 from knowlab.progress import progress
 
 SPLITS = ("train", "test")
 
 
 # ---- models -----------------------------------------------------------------------------------
-# Re-exported: callers of knowlab.eval.qa have always found these here.
-from knowlab.models.io import check_tokenizer, load_model, pick_device, resolve_model_dir  # noqa: E402,F401
-
-
-def unwrap(model):
-    """The HF model inside torch.compile, DDP/FSDP or peft wrappers (LoRA layers stay active)."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            inner = model._orig_mod
-        elif hasattr(model, "get_base_model"):
-            inner = model.get_base_model()
-        elif type(model).__name__ in ("DistributedDataParallel", "DataParallel") and hasattr(model, "module"):
-            inner = model.module
-        else:
-            return model
-        if inner is model:
-            return model
-        model = inner
-
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def autocast_for(model):
-    """bf16 autocast for fp32 weights on CUDA (a model mid-training); nothing otherwise."""
-    p = next(model.parameters())
-    if p.device.type == "cuda" and p.dtype == torch.float32:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def default_batch_size(model) -> int:
-    return 1024 if model_device(model).type == "cuda" else 256
-
 
 def _cache_of(out):
     for name in ("cache", "past_key_values"):  # transformers 5 renamed the output field
@@ -165,7 +130,7 @@ def beam_generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
 
 # ---- questions --------------------------------------------------------------------------------
 
-def sample_people(ds: Dataset, split: str, max_people: int | None, seed: int = 0) -> list[int]:
+def people_of_split(ds: Dataset, split: str, max_people: int | None, seed: int = 0) -> list[int]:
     """Ids of the people of `split` (P_train or P_test), or a fixed random sample of them."""
     ids = np.unique(np.asarray(ds.qa.filter(pc.equal(ds.qa["split"], split))["person_id"]))
     if max_people and len(ids) > max_people:
@@ -243,7 +208,7 @@ def evaluate_qa(model, tokenizer, ds: Dataset | str | Path, split: str = "test",
     base = unwrap(model)
     vocab = base.get_output_embeddings().weight.shape[0]
     stops = stop_token_mask(tokenizer, vocab)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     prompts = [r["prompt_ids"] for r in rows]
     max_new = max_answer_tokens(ds) + 2
     if beams > 1:
@@ -287,7 +252,7 @@ def evaluate(model, tokenizer, data: Dataset | str | Path, splits: Sequence[str]
     predictions: list[dict] = []
     try:
         for split in splits:
-            people = sample_people(ds, split, max_people, seed)
+            people = people_of_split(ds, split, max_people, seed)
             metrics, preds = evaluate_qa(model, tokenizer, ds, split, people, beams, batch_size, show_progress)
             if bio:
                 metrics["bio_first_token"] = bio_first_token(model, ds, split, people, batch_size=batch_size)

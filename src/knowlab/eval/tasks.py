@@ -91,6 +91,7 @@ def evaluate_tasks(model, tokenizer, ds: Dataset | str | Path, splits: Sequence[
     (plus "mean" over tasks); ["hint"]["hint"] is the hint accuracy; ["baseline"] the majority class.
     """
     from knowlab.eval import qa
+    from knowlab.models.runtime import pad_id, unwrap
 
     ds = ds if isinstance(ds, Dataset) else Dataset(ds)
     if beams < 1:
@@ -104,9 +105,9 @@ def evaluate_tasks(model, tokenizer, ds: Dataset | str | Path, splits: Sequence[
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise KnowlabError(f"mode '{bad[0]}' is not valid; valid: {', '.join(MODES)}")
-    base = qa.unwrap(model)
+    base = unwrap(model)
     vocab = base.get_output_embeddings().weight.shape[0]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     answer_stops = stop_token_mask(tokenizer, vocab)
     # A hint ends with a period, so hint mode runs on to EOS (or its token budget).
     eos_only = torch.zeros(vocab, dtype=torch.bool)

@@ -8,17 +8,10 @@ Configs: `PProbeConfig`, `QProbeConfig` (paper defaults), presets `configs/probe
 via `load_probe_config(kind, preset, path, overrides)`.
 """
 
-from knowlab.probe.common import (
-    TASK_LABELS,
-    TASKS,
-    PProbeConfig,
-    ProbeConfig,
-    QProbeConfig,
-    load_probe_config,
-    write_result,
-)
 from knowlab.probe.p_probe import run_p_probe, special_positions
 from knowlab.probe.q_probe import run_q_probe
+from knowlab.probe.run import write_result
+from knowlab.probe.types import TASK_LABELS, TASKS, PProbeConfig, ProbeConfig, QProbeConfig, load_probe_config
 
 __all__ = [
     "TASKS", "TASK_LABELS", "ProbeConfig", "PProbeConfig", "QProbeConfig", "load_probe_config",

@@ -53,7 +53,9 @@ def register(sub, export) -> None:
 def _run(args: argparse.Namespace) -> int:
     from knowlab.config import parse_overrides
     from knowlab.errors import KnowlabError
-    from knowlab.probe.common import default_out, load_probe_config, resolve_model_dir
+    from knowlab.models.runtime import resolve_model_dir
+    from knowlab.probe.run import default_out
+    from knowlab.probe.types import load_probe_config
 
     cfg = load_probe_config(args.kind, args.preset, args.config, parse_overrides(list(args.overrides or [])))
     if not Path(args.data).is_dir():

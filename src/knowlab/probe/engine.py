@@ -23,8 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from knowlab.errors import KnowlabError
-from knowlab.models.io import pick_device
-from knowlab.probe.common import Examples, ProbeConfig
+from knowlab.models.runtime import pick_device
+from knowlab.probe.types import Examples, ProbeConfig
 from knowlab.train.optim import lr_factor
 
 

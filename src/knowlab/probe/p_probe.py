@@ -9,7 +9,7 @@ token and whole value of the other five attributes) is probed at all six positio
 6 x 11 grid of Figure 5 / Figure 13: a task becomes readable at position j only if the model has
 stored it by then. Trainable: a rank-2 embedding update per task, and LayerNorm + linear per
 (task, position). Sharing the embedding update across tasks (`share_embedding_update=true`) runs
-the frozen model once per batch instead of 11 times; see `knowlab.probe.common`.
+the frozen model once per batch instead of 11 times; see `knowlab.probe.engine`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from knowlab.data.schema import ATTRIBUTES
-from knowlab.probe.common import Examples, Labels, PProbeConfig, list_column, run_probe
+from knowlab.probe.run import run_probe
+from knowlab.probe.types import Examples, Labels, PProbeConfig, list_column
 
 POSITIONS = [f"pos{j + 1}" for j in range(len(ATTRIBUTES))]
 
@@ -78,7 +79,7 @@ def run_p_probe(model, data, cfg: PProbeConfig | None = None, show_progress: boo
 def probe_model(model_dir: str | Path, data: str | Path, cfg: PProbeConfig | None = None,
                 out: str | Path | None = None, show_progress: bool | None = False) -> dict:
     """`run_p_probe`, then p_probe.json and p_probe.png into `out` (default: next to the model)."""
-    from knowlab.probe.common import default_out, write_result
+    from knowlab.probe.run import default_out, write_result
 
     result = run_p_probe(model_dir, data, cfg, show_progress)
     write_result(result, out or default_out(model_dir))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from knowlab.data.schema import SHORT
-from knowlab.probe.common import TASK_LABELS, TASKS
+from knowlab.probe.types import TASK_LABELS, TASKS
 
 
 def _heatmap(ax, values: np.ndarray, rows: list[str], cols: list[str], title: str | None = None,

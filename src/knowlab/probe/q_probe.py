@@ -16,7 +16,8 @@ import numpy as np
 
 from knowlab.data.schema import NAME_END
 from knowlab.errors import KnowlabError
-from knowlab.probe.common import Examples, Labels, QProbeConfig, run_probe
+from knowlab.probe.run import run_probe
+from knowlab.probe.types import Examples, Labels, QProbeConfig
 
 POSITIONS = ["name_end"]
 
@@ -50,7 +51,7 @@ def run_q_probe(model, data, cfg: QProbeConfig | None = None, show_progress: boo
 def probe_model(model_dir: str | Path, data: str | Path, cfg: QProbeConfig | None = None,
                 out: str | Path | None = None, show_progress: bool | None = False) -> dict:
     """`run_q_probe`, then q_probe.json and q_probe.png into `out` (default: next to the model)."""
-    from knowlab.probe.common import default_out, write_result
+    from knowlab.probe.run import default_out, write_result
 
     result = run_q_probe(model_dir, data, cfg, show_progress)
     write_result(result, out or default_out(model_dir))

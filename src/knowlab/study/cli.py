@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from knowlab.cli_parser import Parser
 from knowlab.errors import KnowlabError
 
 
@@ -42,11 +43,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def register(sub, export) -> None:
-    from knowlab.cli import _Parser
     from knowlab.study.config import STUDIES
 
     study = sub.add_parser("study", help="run a whole study of the paper and write its report")
-    actions = study.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions = study.add_subparsers(dest="action", required=True, parser_class=Parser)
     run = actions.add_parser("run", help="plan, run (cached, resumable) and report a study")
     run.add_argument("study", choices=(*STUDIES, "all"))
     run.add_argument("--preset", default="tiny", help="tiny (CPU), gpu-quick (one GPU) or paper")

@@ -143,3 +143,8 @@ class StudyConfig:
         singles = [self.celebrity_variant, self.minority_variant, self.gbert_variant, self.emergence.probe_variant]
         for v in self.augmentation_variants + self.probing_variants + singles:
             parse_spec(v)
+
+
+def plain_number(value: float) -> int | float:
+    """300.0 -> 300, so a budget's argv matches the same budget given on the command line."""
+    return int(value) if float(value).is_integer() else value

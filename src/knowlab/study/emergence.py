@@ -14,9 +14,12 @@ carries both tags and is trained once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from knowlab.study.plan import Planner, Run, _num
+from knowlab.study.config import plain_number as _num
+
+if TYPE_CHECKING:  # types only: plan.py calls this module, an import back would close a circle
+    from knowlab.study.plan import Planner, Run
 
 HEAD_DIM = 32  # width / heads on the width axis, the tiny preset's 128 / 4
 

@@ -72,21 +72,17 @@ def train_sizes(planner: Planner) -> list[int]:
 
 def tasks_run(planner: Planner, data: Run, family: str, seed: int, train_people: int = 0,
               hints: str = "none") -> Run:
-    from knowlab.study.plan import Run
-
     mcfg = planner.cfg.manipulation
     argv = ["data", "tasks", data.output, "--out", "{out}", "--tasks", family, "--train-people", str(train_people),
             "--hints", hints, "--pairs", str(mcfg.pairs), "--seed", str(seed)]
     name = f"{data.name}-{family}" + (f"-n{train_people}-{hints}" if family in CURVE_FAMILIES else "")
-    return planner._add(Run("tasks", name, argv, [data], tags={**data.tags}))
+    return planner.add_run("tasks", name, argv, [data], tags={**data.tags})
 
 
 def eval_run(planner: Planner, model: Run, tasks: Run) -> Run:
-    from knowlab.study.plan import Run
-
     argv = ["eval", "tasks", model.output, "--data", tasks.output, "--out", "{out}",
             "--batch-size", str(planner.cfg.eval_batch_size), "--beams", str(planner.cfg.eval_beams), "--max-rows", str(planner.cfg.manipulation.eval_rows)]
-    return planner._add(Run("eval-tasks", model.name, argv, [model, tasks], tags=dict(model.tags)))
+    return planner.add_run("eval-tasks", model.name, argv, [model, tasks], tags=dict(model.tags))
 
 
 def _task_eval(planner: Planner, data: Run, model: Run, family: str, seed: int, n: int, hints: str) -> Run:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from knowlab.study.config import StudyConfig
+from knowlab.study.config import plain_number as _num
 
 # GBERT ([P] App. H). Pretraining at the paper preset: lr 3e-4 cosine to 3e-5 over 150,000 steps
 # (warm-up, batch and AdamW as GPT's); smaller presets keep their own optimiser, tuned for their
@@ -63,11 +64,6 @@ def _kv(overrides: dict[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(overrides.items())]
 
 
-def _num(value: float) -> int | float:
-    """300.0 -> 300, so a budget's argv matches the same budget given on the command line."""
-    return int(value) if float(value).is_integer() else value
-
-
 def _with_budget(*layers: dict[str, Any]) -> dict[str, Any]:
     """Merge override layers; a layer that sets `steps` or `exposures` (not both) replaces the
     budget of the layers before it, as on the command line (train/config.budget_overrides)."""
@@ -90,6 +86,11 @@ class Planner:
 
     def _add(self, run: Run) -> Run:
         return self.runs.setdefault(run.key, run)
+
+    def add_run(self, kind: str, name: str, argv: list[str], deps: list[Run], tags: dict[str, Any]) -> Run:
+        """A run of a kind the planner has no builder for (the manipulation study's task folders
+        and task evaluations), de-duplicated like the others."""
+        return self._add(Run(kind, name, argv, deps, tags=tags))
 
     # ---- building blocks ----------------------------------------------------------------
     def data(self, variant: str, seed: int, **over: Any) -> Run:

@@ -26,7 +26,8 @@ import torch
 
 from knowlab.errors import KnowlabError
 from knowlab.io import replace_dir
-from knowlab.train.distributed import Dist, barrier, unwrap
+from knowlab.models.runtime import unwrap
+from knowlab.train.distributed import Dist, barrier
 
 MARKER = "COMPLETE"
 _NAME = re.compile(r"^step-(\d+)$")
@@ -105,7 +106,7 @@ def _full_states(model, optimizer, d: Dist) -> tuple[dict, dict]:
 
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return get_model_state_dict(model, options=opts), get_optimizer_state_dict(model, optimizer, options=opts)
-    return unwrap(model).state_dict(), optimizer.state_dict()
+    return unwrap(model, peft=False).state_dict(), optimizer.state_dict()
 
 
 def model_state(model, d: Dist) -> dict[str, torch.Tensor]:
@@ -113,7 +114,7 @@ def model_state(model, d: Dist) -> dict[str, torch.Tensor]:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return unwrap(model).state_dict()
+    return unwrap(model, peft=False).state_dict()
 
 
 def load_weights(model, path: str | Path, d: Dist | None = None) -> None:
@@ -126,7 +127,7 @@ def load_weights(model, path: str | Path, d: Dist | None = None) -> None:
 
         set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
         return
-    plain = unwrap(model)
+    plain = unwrap(model, peft=False)
     result = plain.load_state_dict(state, strict=False)
     tied = set(plain.state_dict()) - set(_dedupe(plain.state_dict()))
     missing = set(result.missing_keys) - tied

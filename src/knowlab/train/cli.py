@@ -1,4 +1,4 @@
-"""`knowlab train ...`: pretraining (and, registered by its own helper, finetuning).
+"""`knowlab train ...`: pretraining (and, registered by finetune_cli.py, finetuning).
 
     knowlab train pretrain --data DIR --out RUN [--preset tiny|gpu-quick|paper | --config FILE]
                            [--resume auto|never|PATH] [key=value ...]
@@ -12,23 +12,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from knowlab.train.finetune_cli import register_finetune
+
 
 def register(sub, export) -> None:
     train = sub.add_parser("train", help="pretrain and finetune models")
     actions = train.add_subparsers(dest="action", required=True, parser_class=type(train))
     _register_pretrain(actions)
-    _register_finetune(actions)
-
-
-def _register_finetune(actions) -> None:
-    """`train finetune`, defined in knowlab.train.finetune_cli (one helper per subcommand)."""
-    try:
-        from knowlab.train.finetune_cli import register_finetune
-    except ModuleNotFoundError as exc:
-        if exc.name != "knowlab.train.finetune_cli":
-            raise
-        return
-    register_finetune(actions)
+    register_finetune(actions)  # `train finetune` lives in finetune_cli.py
 
 
 def _register_pretrain(actions) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from knowlab.errors import KnowlabError
+from knowlab.models.runtime import pick_device
 
 
 @dataclass
@@ -31,14 +31,6 @@ class Dist:
     @property
     def active(self) -> bool:
         return self.world > 1
-
-
-def pick_device(pref: str, local_rank: int = 0) -> torch.device:
-    if pref == "cuda" and not torch.cuda.is_available():
-        raise KnowlabError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
-    if pref == "cuda" or (pref == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def setup(device_pref: str = "auto", parallel: str = "ddp") -> Dist:
@@ -91,13 +83,6 @@ def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
             if isinstance(blocks, torch.nn.ModuleList):
                 return list(blocks)
     return []
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain HF model under DDP and torch.compile wrappers (FSDP2 shards in place)."""
-    model = getattr(model, "_orig_mod", model)
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
 
 
 def no_sync(model: torch.nn.Module, d: Dist, last_micro: bool):

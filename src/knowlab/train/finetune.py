@@ -8,20 +8,21 @@ evaluation fills the masks (eval/mlm_qa.py). Batches draw examples without repla
 (a fresh shuffle per epoch). Paper defaults: AdamW eps 1e-6, wd 0.01, no warm-up, cosine to 10%
 of the lr, batch 48, 50,000 steps; LoRA lr 3e-4 with r = 8 on q/v and r' = 128 on the embedding.
 
-A run folder OUT (written atomically: it appears whole at the end):
+Checkpoints every `checkpoint_every` steps let a killed run resume bit-identically
+(finetune_loop.py). A run folder OUT (written atomically: it appears whole at the end):
     model/        merged HF model + tokenizer (AutoModelForCausalLM loads it offline)
     adapter/      the peft LoRA adapter (LoRA only); PeftModel.from_pretrained(base, adapter)
     run.json      resolved config, code version, seeds, machine, base model and data paths
-    metrics.jsonl step, loss, lr every log_every steps; eval hook metrics every eval_every
+    metrics.jsonl step, loss, lr, elapsed (seconds) every log_every steps; eval hook metrics every
+                  eval_every (pretraining's schema)
     eval_qa.json  final evaluation (QA exact match, first token, BIO memorisation) if final_eval,
                   with eval_qa.md (the tables) and eval_predictions.jsonl (one line per question)
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,9 +35,10 @@ from knowlab.config import to_dict
 from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
 from knowlab.io import atomic_dir, run_metadata, write_json_atomic, write_text_atomic
-from knowlab.progress import progress
+from knowlab.models.runtime import is_bidirectional, load_model, pad_id, pick_device, resolve_model_dir
+from knowlab.train.finetune_loop import NON_RESULT_KEYS, Batches, Loop, partial_dir, resume_point
 from knowlab.train.lora import LoraSettings, apply_lora, merge
-from knowlab.train.mlm import is_bidirectional, mask_answers, masked_answer_loss
+from knowlab.train.mlm import mask_answers, masked_answer_loss
 from knowlab.train.optim import OptimConfig, build_optimizer, build_scheduler
 
 
@@ -80,12 +82,16 @@ class FinetuneConfig:
     final_eval: bool = True  # evaluate the finished model on both splits -> OUT/eval_qa.json
     final_eval_people: int = 0  # people per split in the final eval; 0 = all
     beams: int = 1  # final eval decoding: 1 greedy, >1 beam search (the paper uses 4)
+    checkpoint_every: int = 1000  # steps; 0 = none (a killed run then starts over)
+    keep_last: int = 2  # checkpoints kept on disk
 
     def validate(self) -> None:
         for key in ("steps", "batch_size", "log_every", "beams"):
             if getattr(self, key) < 1:
                 raise KnowlabError(f"{key} must be at least 1, got {getattr(self, key)}")
-        for key in ("eval_every", "eval_people", "final_eval_people", "threads"):
+        if self.keep_last < 1:
+            raise KnowlabError(f"keep_last must be at least 1, got {self.keep_last}")
+        for key in ("eval_every", "eval_people", "final_eval_people", "threads", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise KnowlabError(f"{key} must be 0 or more, got {getattr(self, key)}")
         for key in ("lora_lr", "full_lr"):
@@ -128,15 +134,9 @@ def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, tor
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def batches(n: int, batch_size: int, seed: int):
+def batches(n: int, batch_size: int, seed: int) -> Batches:
     """Endless index batches: each epoch a fresh permutation, drawn without replacement."""
-    gen = torch.Generator().manual_seed(seed)
-    pending: list[int] = []
-    while True:
-        while len(pending) < batch_size:
-            pending += torch.randperm(n, generator=gen).tolist()
-        yield pending[:batch_size]
-        pending = pending[batch_size:]
+    return Batches(n, batch_size, seed)
 
 
 def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -147,34 +147,18 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 # ---- the run ----------------------------------------------------------------------------------
 
-def load_base(model_dir: str | Path, tokenizer):
-    from transformers import AutoModelForCausalLM
-
-    from knowlab.models.io import check_tokenizer, resolve_model_dir
-
-    folder = resolve_model_dir(model_dir)
-    check_tokenizer(folder, tokenizer)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise KnowlabError(f"{folder}: not a loadable HF causal LM ({str(exc).splitlines()[0]})") from None
-    vocab = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > vocab:
-        raise KnowlabError(f"{folder}: the model's vocabulary ({vocab}) is smaller than the dataset tokenizer's "
-                           f"({len(tokenizer)}); was it pretrained on this dataset?")
-    return model, folder
-
-
 def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Dataset, out: str | Path,
-             overwrite: bool = False, show_progress: bool = False) -> dict:
+             overwrite: bool = False, show_progress: bool = False, resume: str = "auto") -> dict:
     """Finetune `model_dir` (an HF folder or a run folder) on `data`'s P_train QAs into `out`.
+
+    resume: "auto" continues a killed run from its newest checkpoint, "never" refuses to when
+    there is one, a path resumes from that checkpoint folder (see finetune_loop.py).
 
     Returns a summary: final loss, paths, and the final evaluation when cfg.final_eval.
     """
     from knowlab.eval import mlm_qa
     from knowlab.eval.hooks import make_eval_hooks, run_hooks
     from knowlab.eval.qa import evaluate
-    from knowlab.models.io import pick_device
     from knowlab.eval.report import result_tables
 
     out = Path(out)
@@ -189,7 +173,8 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    model, base_folder = load_base(model_dir, tok)
+    base_folder = resolve_model_dir(model_dir)
+    model = load_model(base_folder, device="cpu", dtype="float32", tokenizer=tok)
     mlm = is_bidirectional(model)
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     longest = max(len(ids) for ids, _ in examples)
@@ -207,41 +192,27 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
     # evaluated so (eval/mlm_qa.py).
     evaluate_fn, make_hooks = (mlm_qa.evaluate, mlm_qa.make_mlm_hooks) if mlm else (evaluate, make_eval_hooks)
     hooks = make_hooks(ds, every=0, max_people=cfg.eval_people, seed=cfg.seed) if cfg.eval_every else []
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    order = batches(len(examples), cfg.batch_size, cfg.seed)
+    pad = pad_id(tok)
+    work = partial_dir(out)
+    identity = {"config": {k: v for k, v in to_dict(cfg).items() if k not in NON_RESULT_KEYS},
+                "base_model": str(base_folder.resolve()), "data": str(Path(ds.path).resolve())}
+    point = resume_point(work, resume, identity)
 
-    with atomic_dir(out, overwrite=overwrite) as tmp, contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(tmp / "metrics.jsonl", "w", encoding="utf-8"))
-        t0, running, seen, loss_value = time.time(), torch.zeros((), device=device), 0, float("nan")
-        bar = progress(range(1, cfg.steps + 1), desc=f"finetune {cfg.method}", disable=not show_progress)
-        for step in bar:
-            batch = collate([examples[i] for i in next(order)], pad)
-            if mlm:
-                batch = mask_answers(batch, tok.mask_token_id, tok.eos_token_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = masked_answer_loss(model, batch) if mlm else answer_loss(model, batch)
-            loss.backward()
-            if optim_cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, optim_cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            running, seen = running + loss.detach(), seen + 1  # no GPU sync until a log step
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                loss_value = running.item() / seen
-                row = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
-                       "elapsed_s": round(time.time() - t0, 3)}
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{loss_value:.4f}")
-                running, seen = torch.zeros((), device=device), 0
-            if hooks and (step % cfg.eval_every == 0 or step == cfg.steps):
-                log.write(json.dumps({"step": step, **run_hooks(hooks, step, model, tok)}) + "\n")
-                log.flush()
-        stack.close()
-        train_s = time.time() - t0
+    def loss_of(indices: list[int]) -> torch.Tensor:
+        batch = collate([examples[i] for i in indices], pad)
+        if mlm:
+            batch = mask_answers(batch, tok.mask_token_id, tok.eos_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            return masked_answer_loss(model, batch) if mlm else answer_loss(model, batch)
 
+    evaluate_now = (lambda step: run_hooks(hooks, step, model, tok)) if hooks else None
+    loop = Loop(cfg, model, optimizer, scheduler, trainable, optim_cfg.grad_clip, device, work,
+                batches(len(examples), cfg.batch_size, cfg.seed))
+    loss_value, train_s = loop.run(point, identity, loss_of, evaluate_now, show_progress)
+
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        shutil.copyfile(work / "metrics.jsonl", tmp / "metrics.jsonl")
         if cfg.method == "lora":
             model.save_pretrained(str(tmp / "adapter"), save_embedding_layers=False)
             model = merge(model)
@@ -264,4 +235,5 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
             with open(tmp / "eval_predictions.jsonl", "w", encoding="utf-8") as fh:
                 fh.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in preds)
             summary["eval"] = result
+    shutil.rmtree(work, ignore_errors=True)  # the run is whole at `out`; its checkpoints are spent
     return summary

@@ -17,7 +17,8 @@ def _finetune(args: argparse.Namespace) -> int:
     flags = {k: v for k, v in {"method": args.method, "steps": args.steps, "batch_size": args.batch_size,
                                "optim.lr": args.lr, "seed": args.seed}.items() if v is not None}
     cfg = load(FinetuneConfig, path, {**flags, **parse_overrides(list(args.overrides or []))})
-    summary = finetune(cfg, args.model, args.data, args.out, overwrite=args.overwrite, show_progress=True)
+    summary = finetune(cfg, args.model, args.data, args.out, overwrite=args.overwrite, show_progress=True,
+                       resume=args.resume)
     print(f"wrote {args.out}: {cfg.method} finetune, {cfg.steps:,} steps, lr {cfg.lr():g}, "
           f"final loss {summary['final_loss']:.4f}, {summary['train_seconds']:.0f} s")
     if "eval" in summary:
@@ -41,5 +42,7 @@ def register_finetune(train_subparsers) -> None:
     ft.add_argument("--lr", type=float, help="overrides the preset's lora_lr/full_lr")
     ft.add_argument("--seed", type=int)
     ft.add_argument("--overwrite", action="store_true")
+    ft.add_argument("--resume", default="auto", help="auto (default): continue a killed run from its newest "
+                    "checkpoint (in .OUT.partial/); never; or a checkpoint folder")
     ft.add_argument("overrides", nargs="*", help="key=value overrides of FinetuneConfig, e.g. lora.r=16")
     ft.set_defaults(func=_finetune)

@@ -26,12 +26,6 @@ MLM_STREAM = 4  # seed salt, independent of packing's streams (1-3)
 WORD_MARKERS = ("Ġ", "▁")
 
 
-def is_bidirectional(model_or_config) -> bool:
-    """True for a GBERT-style model: its config turns causal attention off (`is_causal=False`)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    return getattr(config, "is_causal", True) is False
-
-
 @torch.no_grad()
 def check_bidirectional(model) -> None:
     """Refuse a model whose config asks for bidirectional attention that the installed

@@ -50,17 +50,6 @@ Hook = Callable[[int, torch.nn.Module, object], dict]
 DONE = "DONE"
 
 
-def load_final_model(run_dir: str | Path, device: str = "cpu"):
-    """(model, tokenizer) of a finished run, loaded offline from `run_dir/model`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(run_dir) / "model"
-    if not (Path(run_dir) / DONE).is_file() or not path.is_dir():
-        raise KnowlabError(f"{run_dir}: not a finished pretraining run (no {DONE} or model/)")
-    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).to(device)
-    return model, AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-
-
 def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path, hooks: Sequence[Hook] = (),
              resume: str = "auto", show_progress: bool | None = None) -> Path:
     """Train per `cfg` on the dataset folder `data_dir` into the run folder `out_dir`.

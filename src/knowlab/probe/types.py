@@ -1,4 +1,4 @@
-"""Shared machinery of P- and Q-probing ([P] Section 5, App. E and F).
+"""What P- and Q-probing share: tasks, configs, labels and examples ([P] Section 5, App. E and F).
 
 A probe reads the hidden states of a *frozen* pretrained model at a few positions of an input
 and trains, per task, a low-rank update of the token embedding (E + U V, U: vocab x r, V: r x d,
@@ -10,7 +10,7 @@ warm-up, linear decay to 0), with dropout on in the frozen model while the probe
 the model's own rate, 0 for knowlab's presets, unless `dropout_rate` sets one).
 
 The training loop, and the cost of per-task versus shared embedding updates, are in
-`knowlab.probe.engine`.
+`knowlab.probe.engine`; a probe run from model to result file is `knowlab.probe.run`.
 
 Any model works whose forward takes `inputs_embeds`, `attention_mask` and
 `output_hidden_states=True` and returns HF-style `hidden_states` (a tuple, index 0 = the
@@ -20,7 +20,6 @@ through `base_model`, which skips the LM head over every position.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,8 +28,6 @@ import numpy as np
 
 from knowlab.data.schema import ATTRIBUTES, SHORT
 from knowlab.errors import KnowlabError
-from knowlab.models.io import load_model as _load_model
-from knowlab.models.io import resolve_model_dir  # noqa: F401  (re-exported for probe.cli)
 from knowlab.train.optim import OptimConfig
 
 # The paper's 11 tasks: birth month (the first-token task of the birth date), then first token
@@ -228,93 +225,3 @@ class Examples:
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
         # No padding, no mask: lets attention take its fast unmasked (causal) path.
         return t(ids), (None if mask.all() else t(mask)), t(self.pos[idx]), t(self.y[idx])
-
-
-# ---- model ----------------------------------------------------------------------------------
-
-def default_out(model_dir: str | Path) -> Path:
-    """Where outputs go by default: the run folder (next to RUN/model), else the model folder."""
-    path = Path(model_dir)
-    folder = resolve_model_dir(path)
-    return folder.parent if folder != path or folder.name == "model" else folder
-
-
-def load_model(path: str | Path):
-    """The model on the CPU in fp32; the probe moves it to its device itself."""
-    return _load_model(path, device="cpu", dtype="float32")
-
-
-def majority_baseline(train_y: np.ndarray, test_y: np.ndarray) -> np.ndarray:
-    """(T,) accuracy on `test_y` of always answering the commonest class of `train_y`."""
-    return np.array([np.mean(test_y[:, t] == np.bincount(train_y[:, t]).argmax()) for t in range(train_y.shape[1])])
-
-
-def run_probe(kind: str, model, data, cfg: ProbeConfig, make_examples, position_names: list[str],
-              show_progress: bool | None = False) -> dict:
-    """Everything P- and Q-probing share: data, labels, split, training, the result dict."""
-    from knowlab.config import to_dict
-    from knowlab.data.dataset import Dataset
-    from knowlab.io import code_version
-    from knowlab.probe.engine import train_probe
-
-    t0 = time.time()
-    ds = data if isinstance(data, Dataset) else Dataset(data)
-    model_path = None
-    if isinstance(model, (str, Path)):
-        model_path, model = str(resolve_model_dir(model)), load_model(model)
-    labels = build_labels(ds, cfg.tasks)
-    train_people, test_people = split_people(ds, cfg)
-    train = make_examples(ds, train_people, labels)
-    test = make_examples(ds, test_people, labels)
-    tok = ds.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    out = train_probe(model, train, test, labels.n_classes, len(position_names), cfg, pad_id,
-                      desc=f"{kind}-probe", show_progress=show_progress)
-    baseline = majority_baseline(train.y, test.y)
-
-    def per_task(acc):  # (T, P) -> {task: [per position]} for P, {task: value} for Q
-        return {t: (acc[i].round(5).tolist() if kind == "p" else round(float(acc[i, 0]), 5))
-                for i, t in enumerate(cfg.tasks)}
-
-    name = "model"
-    if model_path:
-        name = Path(model_path).parent.name if Path(model_path).name == "model" else Path(model_path).name
-    result = {
-        "kind": kind,
-        "name": name,
-        "model": model_path,
-        "data": str(ds.path),
-        "variant": ds.manifest.get("config", {}).get("variant"),
-        "tasks": list(cfg.tasks),
-        "task_labels": {t: TASK_LABELS[t] for t in cfg.tasks},
-        "positions": position_names,
-        "layer": out["layers"][-1],
-        "layers": out["layers"],
-        "accuracy": per_task(out["test"][-1]),
-        "train_accuracy": per_task(out["train"][-1]),
-        "baseline": {t: round(float(b), 5) for t, b in zip(cfg.tasks, baseline)},
-        "n_classes": dict(zip(cfg.tasks, labels.n_classes)),
-        "counts": {"train_people": len(train_people), "test_people": len(test_people),
-                   "train_examples": len(train), "test_examples": len(test)},
-        "loss": out["loss"],
-        "config": to_dict(cfg),
-        "code_version": code_version(),
-        "seconds": {"train": out["train_seconds"], "total": round(time.time() - t0, 2)},
-    }
-    if len(out["layers"]) > 1:
-        result["accuracy_by_layer"] = {str(l): per_task(a) for l, a in zip(out["layers"], out["test"])}
-    return result
-
-
-def write_result(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
-    """`{kind}_probe.json` and `{kind}_probe.png` in `out_dir`, each written atomically."""
-    from knowlab.io import write_json_atomic
-    from knowlab.probe import plots
-
-    out = Path(out_dir)
-    kind = result["kind"]
-    fig = plots.plot_p_probe(result) if kind == "p" else plots.plot_q_probe({result.get("name") or "model": result})
-    json_path, png_path = out / f"{kind}_probe.json", out / f"{kind}_probe.png"
-    write_json_atomic(json_path, result)
-    plots.save(fig, png_path)
-    return json_path, png_path
