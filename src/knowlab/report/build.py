@@ -249,6 +249,12 @@ class Report:
                     _table(["setting", "data", *[SHORT.get(c, c) for c in COLS], "paper mean"], table), ""]
         means = {study: [(_mean_of(c) or 0.0) for c in by_variant(pick(rows, study=study), "test", "exact").values()]
                  for study in ("celebrity", "celebrity-alone")}
+        bio_rows = eval_rows(self.runs, "celebrity-pretrained")
+        if bio_rows:
+            self.csv_rows += bio_rows
+            bio = [_pct(c.get("mean")) for c in by_variant(bio_rows, "test", "bio_first_token").values()]
+            self.md += [f"The minority's BIO memorisation before finetuning (first-token accuracy on its bios, "
+                        f"celebrity model): {', '.join(bio)}%. The effect means little below about 95%.", ""]
         if means["celebrity"] and means["celebrity-alone"]:
             self.md += [effect_verdict("Minority QA accuracy with celebrities vs alone", max(means["celebrity"]),
                                        paper.CELEBRITY["with celebrities"], max(means["celebrity-alone"]),
