@@ -72,3 +72,26 @@ def spaced_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("spaced")
     tok = gpt2_format_tokenizer(root / "tok", ["abab abab"] * 10, vocab_size=262)
     return make_dataset(root, "ds", people=10, tokenizer=str(tok))
+
+
+def kill_after_checkpoint(argv: list[str], run_dir, step: int = 5, timeout: float = 120) -> None:
+    """Start a training CLI and SIGKILL it as soon as its step-`step` checkpoint is complete."""
+    import signal
+    import subprocess
+    import time
+
+    from knowlab.train import checkpoint as ckpt
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + timeout
+        while not (run_dir / "checkpoints" / ckpt.step_name(step) / ckpt.MARKER).exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
+from conftest import kill_after_checkpoint
 import torch
 from safetensors.torch import load_file
 
@@ -39,28 +36,12 @@ def _cfg(*extra: str) -> FinetuneConfig:
     return from_dict(FinetuneConfig, {}, parse_overrides([*ARGS, *extra]))
 
 
-def _kill_after_checkpoint(argv: list[str], work) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 120
-        while not (work / "checkpoints" / ckpt.step_name(5) / ckpt.MARKER).exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline, "no checkpoint appeared"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_sigkill_then_resume_is_bit_identical(tiny_dataset, base_model, tmp_path, method):
     run = tmp_path / "killed"
     argv = [sys.executable, "-m", "knowlab.cli", "train", "finetune", "--model", str(base_model),
             "--data", str(tiny_dataset), "--out", str(run), *ARGS, f"method={method}"]
-    _kill_after_checkpoint(argv, partial_dir(run))
+    kill_after_checkpoint(argv, partial_dir(run))
     assert not run.exists(), "the run finished before it could be killed"
     assert ckpt.latest(partial_dir(run) / "checkpoints") is not None
 

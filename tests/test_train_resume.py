@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
+from conftest import kill_after_checkpoint
 import torch
 from safetensors.torch import load_file
 
@@ -37,20 +34,8 @@ def _cli(data, out, *extra) -> list[str]:
 
 
 def test_sigkill_then_resume_is_bit_identical(tiny_dataset, tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(tiny_dataset, run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 120
-        while not (run / "checkpoints" / ckpt.step_name(5) / ckpt.MARKER).exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline, "no checkpoint appeared"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_after_checkpoint(_cli(tiny_dataset, run), run)
     assert not (run / "DONE").exists(), "the run finished before it could be killed"
     killed_at = ckpt.latest(run / "checkpoints")
 

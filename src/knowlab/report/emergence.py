@@ -48,6 +48,15 @@ def _qa(runs: StudyRuns, run: dict, split: str = "test", metric: str = "exact", 
     return None if value is None else 100 * value
 
 
+def _fill(runs: StudyRuns, series: Series, points: list[tuple[dict, str, float]], axis: str | None = None,
+          split: str = "test", metric: str = "exact", attr: str = "mean") -> Series:
+    """Add each point's eval metric (on `axis`, or any) to `series`; unfinished metrics are skipped."""
+    for run, ax, x in points:
+        if (axis is None or ax == axis) and (v := _qa(runs, run, split, metric, attr)) is not None:
+            series.add(x, v)
+    return series
+
+
 def trend(series: Series) -> str:
     xs = series.xs()
     if len(xs) < 2:
@@ -120,14 +129,9 @@ class EmergenceSection:
                     "Single bios of everyone plus the QAs of P_train in one pretraining; no finetuning. "
                     "Exposures are passes over each person's bio (train/budget.py).", ""]
         for axis in ("people", "exposures"):
-            test, train, bio = Series("QA P_test"), Series("QA P_train"), Series("BIO mem")
-            for run, ax, x in points:
-                if ax != axis:
-                    continue
-                for s, split, metric in ((test, "test", "exact"), (train, "train", "exact"), (bio, "test", "bio_first_token")):
-                    v = _qa(self.runs, run, split, metric)
-                    if v is not None:
-                        s.add(x, v)
+            test = _fill(self.runs, Series("QA P_test"), points, axis)
+            train = _fill(self.runs, Series("QA P_train"), points, axis, split="train")
+            bio = _fill(self.runs, Series("BIO mem"), points, axis, metric="bio_first_token")
             if not test.points:
                 continue
             self.md += [self._plot(f"emergence-r1-{axis}.png", f"Result 1: mixed training vs {axis}", axis,
@@ -142,13 +146,10 @@ class EmergenceSection:
         with_c = _tagged(self.runs, "emergence-celebrity", "6")
         if not with_c:
             return
-        celeb, alone, bio = Series("minority with celebrities"), Series("minority alone"), Series("minority BIO mem")
-        for study, s, metric in (("emergence-celebrity", celeb, "exact"), ("emergence-celebrity-alone", alone, "exact"),
-                                 ("emergence-celebrity-pretrained", bio, "bio_first_token")):
-            for run, _, x in _tagged(self.runs, study, "6"):
-                v = _qa(self.runs, run, "test", metric)
-                if v is not None:
-                    s.add(x, v)
+        celeb = _fill(self.runs, Series("minority with celebrities"), with_c)
+        alone = _fill(self.runs, Series("minority alone"), _tagged(self.runs, "emergence-celebrity-alone", "6"))
+        bio = _fill(self.runs, Series("minority BIO mem"), _tagged(self.runs, "emergence-celebrity-pretrained", "6"),
+                    metric="bio_first_token")
         self.md += ["### Result 6: celebrities against the minority's exposures",
                     "The minority (single+permute1) finetuned on celebrity QAs only, against the minority "
                     "alone finetuned on its own P_train; both tested on the same kind of held-out minority "
@@ -182,10 +183,7 @@ class EmergenceSection:
                     "it should track the model's QA accuracy after finetuning (Figure 7). Probe: mean over "
                     "its tasks; QA: P_test exact match.", ""]
         for axis in ("width", "people"):
-            qa, probe = Series("QA P_test"), Series("Q-probe mean")
-            for run, ax, x in qa_points:
-                if ax == axis and (v := _qa(self.runs, run)) is not None:
-                    qa.add(x, v)
+            qa, probe = _fill(self.runs, Series("QA P_test"), qa_points, axis), Series("Q-probe mean")
             for run, ax, x in probe_points:
                 if ax == axis:
                     acc = self.runs.read_json(run, "q_probe.json")["accuracy"]
@@ -195,6 +193,7 @@ class EmergenceSection:
             self.md += [self._plot(f"emergence-r45-{axis}.png", f"Results 4-5: Q-probe and QA vs {axis}", axis,
                                    [qa, probe], {"paper Q-probe ~100%": 100.0}), ""]
             self._emit("probing", axis, [qa, probe])
+
             def shows(x: float, qa=qa, probe=probe) -> bool:
                 return x in qa.points and qa.mean(x) >= 50 and abs(probe.mean(x) - qa.mean(x)) <= 15
 
@@ -214,9 +213,7 @@ class EmergenceSection:
                 continue
             easy.add(x, sum(vals[a] for a in EASY) / len(EASY))
             hard.add(x, sum(vals[a] for a in HARD) / len(HARD))
-        for run, _, x in _tagged(self.runs, "emergence-gbert-bio", "7"):
-            if (v := _qa(self.runs, run, "test", "bio_first_token")) is not None:
-                bio.add(x, v)
+        _fill(self.runs, bio, _tagged(self.runs, "emergence-gbert-bio", "7"), metric="bio_first_token")
         self.md += ["### Result 7: GBERT's per-attribute split against masked-LM exposures",
                     "GBERT BIO-pretrained on the study's gbert_variant bios, then the study's finetune; P_test "
                     "exact match averaged over birth date and major (values the paper finds GBERT extracts) and "
