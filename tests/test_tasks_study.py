@@ -32,9 +32,18 @@ def test_the_base_model_is_the_augmentation_studys_run():
     assert len(pretrains) == 1 and pretrains[0].key in aug_pretrain
 
 
+def test_retrieval_is_read_against_the_augmentation_studys_extraction_of_the_same_model():
+    _, aug = plan("augmentation", augmentation_variants="[multi5+permute]")
+    _, rows = plan("manipulation")
+    [extraction] = [r for r in rows if r.kind == "eval"]
+    assert extraction.tags["study"] == "manipulation-extraction"
+    assert extraction.key in {r.key for r in aug if r.tags["study"] == "augmentation"}
+
+
 def test_the_plan_has_a_curve_with_and_without_hints():
     planner, rows = plan("manipulation", **{"manipulation.train_fractions": "[0.2, 1.0]"})
-    assert all(r.kind == "eval-tasks" and r.tags["study"] == "manipulation" for r in rows)
+    rows = [r for r in rows if r.kind == "eval-tasks"]
+    assert all(r.tags["study"] == "manipulation" for r in rows)
     got = sorted((r.tags["family"], r.tags["train_people"], r.tags["hints"]) for r in rows)
     # tiny: 250 people, P_train 125
     assert got == sorted([("retrieval", 0, "none"), ("inverse", 0, "none")]
@@ -49,6 +58,7 @@ def test_m_prime_and_inverse_search_on_reversed_bios():
     planner, rows = plan("manipulation", **{"manipulation.extraction_first": "true",
                                             "manipulation.families": "[inverse]",
                                             "manipulation.inverse_variants": "[reverse6, multi5+permute]"})
+    rows = [r for r in rows if r.kind == "eval-tasks"]
     assert [(r.tags["variant"], r.tags["base"]) for r in rows] == [("multi5+permute", "M'"), ("reverse6", "M'")]
     for r in rows:
         tuned = next(d for d in r.deps if d.kind == "finetune")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from knowlab.data.tasks import TASKS
-from knowlab.report.collect import StudyRuns
+from knowlab.report.collect import StudyRuns, eval_rows
 
 PAPER_SIZES = (2500, 5000, 10000, 25000, 50000)
 # task -> {training: accuracies at PAPER_SIZES}; "none" = no-hint training tested without,
@@ -38,6 +38,7 @@ PAPER_PATTERNS = {
     "inverse": "about 0% on P_test for every task, variant and model",
 }
 ABOVE_CHANCE = 10.0  # points over the majority baseline for an effect to count as "appears"
+NEAR_EXTRACTION = 5.0  # points: retrieval "matches" the base model's six-QA extraction within this
 
 
 def _pct(v: float | None) -> str:
@@ -53,6 +54,13 @@ def _rows(runs: StudyRuns) -> list[dict]:
         if test:
             out.append({**run["tags"], "test": test, "beams": result.get("beams", 1)})
     return out
+
+
+def extraction_accuracy(runs: StudyRuns) -> float | None:
+    """The base model's six-QA P_test exact match (mean over seeds), the reference for retrieval."""
+    values = [r["value"] for r in eval_rows(runs, "manipulation-extraction")
+              if (r["split"], r["metric"], r["attribute"]) == ("test", "exact", "mean")]
+    return _mean(values)
 
 
 def _ordered(tasks) -> list[str]:
@@ -138,6 +146,13 @@ def section(runs: StudyRuns, fig: Callable | None = None) -> tuple[list[str], li
         findings.append(f"Retrieval of part of a value or two values at once {shows} at this scale: "
                         f"{100 * mean:.1f}% on average against a {100 * base:.1f}% baseline "
                         f"(paper: {PAPER_PATTERNS['retrieval']}).")
+        extraction = extraction_accuracy(runs)
+        if extraction is not None:
+            gap = 100 * (mean - extraction)
+            near = "within" if abs(gap) <= NEAR_EXTRACTION else "**not** within"
+            findings.append(f"Retrieval is {near} {NEAR_EXTRACTION:.0f} points of the same base model's six-QA "
+                            f"extraction (the augmentation study's finetune, P_test exact match "
+                            f"{100 * extraction:.1f}%): {gap:+.1f} points.")
 
     curve = [r for r in rows if r["family"] in ("classification", "comparison")]
     if curve:

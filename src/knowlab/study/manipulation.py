@@ -8,7 +8,9 @@ folder that already holds it reuses it. Per seed:
 - classification and comparison: for each training population (a fraction of P_train, tested on
   all of P_test) two finetunes, without hints and with half the rows hinted (the paper's
   "no-hint" and "hint" training), each scored answer-only and, where a hint exists, with it;
-- inverse search again on each of `inverse_variants` (its own pretraining).
+- inverse search again on each of `inverse_variants` (its own pretraining);
+- the base model's six-QA extraction (the augmentation study's own finetune and eval, so shared
+  with it), the reference that retrieval is read against.
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ def manipulation_runs(planner: Planner) -> list[Run]:
     rows = []
     for seed in planner.seeds:
         data, model = _base(planner, mcfg.variant, seed)
+        extraction = planner.evaluate(planner.finetune(planner.pretrain(data, mcfg.variant, seed), data, seed), data)
+        rows.append(planner._tag(extraction, "manipulation-extraction"))
         for family in mcfg.families:
             if family in CURVE_FAMILIES:
                 settings = [(n, hints) for n in train_sizes(planner) for hints in ("none", "mixed")]
