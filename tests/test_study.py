@@ -49,6 +49,17 @@ def test_bad_study_arguments_are_one_line(tmp_path):
     assert r.returncode == 2 and "not a study folder" in r.stderr
 
 
+def test_a_bad_stage_setting_fails_when_the_plan_is_built(tmp_path):
+    # Each planned run's config is resolved at plan time, so a typo fails before any run starts,
+    # naming the key and the run, and leaves no study folder behind.
+    for setting, word in (("pretrain.stepz=5", "'stepz'"), ("finetune.method=lorra", "lorra"),
+                          ("data.peeple=10", "'peeple'"), ("probe.stepz=3", "'p.stepz'")):
+        r = knowlab("study", "run", "all", "--preset", "tiny", setting, "--out", str(tmp_path / "s"), timeout=120)
+        assert r.returncode == 2 and word in r.stderr and "of the study" in r.stderr, (setting, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "s").exists()
+
+
 def test_every_study_runs_end_to_end_and_the_report_renders(tmp_path):
     out = tmp_path / "smoke"
     r = knowlab("study", "run", "all", "--preset", "tiny", "--out", str(out), *SMOKE)

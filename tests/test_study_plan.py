@@ -38,6 +38,19 @@ def test_paper_plan_has_the_finetune_grid_gbert_ratios_and_every_probed_variant(
     assert "QA_r 0.2, 0.8" in text and "Probed variants (16" in text and "`multi5+permute` bios" in text
 
 
+def test_every_stage_run_carries_its_resolved_typed_config():
+    from knowlab.data.config import DataConfig
+    from knowlab.train.config import PretrainConfig
+    from knowlab.train.finetune import FinetuneConfig
+
+    cfg, runs = _plan("tiny", "augmentation")
+    by_kind = {r.kind: r.config for r in runs}
+    assert isinstance(by_kind["data"], DataConfig) and by_kind["data"].people == 250
+    assert isinstance(by_kind["pretrain"], PretrainConfig) and by_kind["pretrain"].steps == 800  # tiny.yaml
+    assert isinstance(by_kind["finetune"], FinetuneConfig) and by_kind["finetune"].method == "full"
+    assert by_kind["eval"] is None  # configured by flags alone
+
+
 def test_without_a_grid_the_tiny_plan_has_one_finetune_per_model_and_no_gbert_in_all():
     _, runs = _plan("tiny", "all")
     tunes = [r for r in runs if r.kind == "finetune"]

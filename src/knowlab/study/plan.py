@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from knowlab.study import stages
 from knowlab.study.config import StudyConfig
 from knowlab.study.config import plain_number as _num
 
@@ -43,6 +44,8 @@ class Run:
     deps: list[Run] = field(default_factory=list)
     tags: dict[str, Any] = field(default_factory=dict)  # study, variant, seed, ... for the report
     output: str = ""  # set in __post_init__: "@/<kind>/<name>-<key>" (a file for eval)
+    # The resolved, typed stage config (study/stages.py), set when the planner adds the run.
+    config: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         payload = json.dumps([self.kind, self.argv, [d.key for d in self.deps]], sort_keys=True)
@@ -85,7 +88,9 @@ class Planner:
         self.runs: dict[str, Run] = {}
 
     def _add(self, run: Run) -> Run:
-        return self.runs.setdefault(run.key, run)
+        if run.key not in self.runs:
+            self.runs[run.key] = stages.attach(run)  # a bad setting fails here, before anything runs
+        return self.runs[run.key]
 
     def add_run(self, kind: str, name: str, argv: list[str], deps: list[Run], tags: dict[str, Any]) -> Run:
         """A run of a kind the planner has no builder for (the manipulation study's task folders

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from knowlab.config import from_dict, load, preset_path, read_yaml
+from knowlab.config import from_dict, preset_path, read_yaml
 from knowlab.errors import KnowlabError
 from knowlab.io import code_version, machine_info, write_json_atomic
 from knowlab.study.config import StudyConfig
@@ -38,15 +38,8 @@ def _plan_dict(study: str, preset: str, seeds: list[int], runs: list[Run], comma
     }
 
 
-def _overrides(argv: list[str]) -> dict[str, str]:
-    from knowlab.config import parse_overrides
-
-    return parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
-
-
 def _data_stats(data: Run, root: Path, cache: dict) -> tuple[dict, bool]:
     """(bio stats per group, exact?) of a data run: read when generated, else from a sample."""
-    from knowlab.data.config import DataConfig
     from knowlab.data.dataset import Dataset
     from knowlab.train.budget import bio_stats, sample_stats
 
@@ -54,7 +47,7 @@ def _data_stats(data: Run, root: Path, cache: dict) -> tuple[dict, bool]:
         if is_done(data, root):
             cache[data.key] = (bio_stats(Dataset(data.path(root))), True)
         else:
-            cache[data.key] = (sample_stats(load(DataConfig, None, _overrides(data.argv))), False)
+            cache[data.key] = (sample_stats(data.config), False)
     return cache[data.key]
 
 
@@ -62,11 +55,8 @@ def pretrain_budget(run: Run, root: Path, cache: dict):
     """(Budget, exact?, the paper's exposures for a run of this shape) of a pretraining run,
     resolved as the run will resolve it."""
     from knowlab.train.budget import budget_for, paper_exposures
-    from knowlab.train.config import PretrainConfig, budget_overrides
 
-    argv = run.argv
-    preset = argv[argv.index("--preset") + 1]
-    cfg = load(PretrainConfig, preset_path("pretrain", preset), budget_overrides(_overrides(argv)))
+    cfg = run.config
     stats, exact = _data_stats(run.deps[0], root, cache)
     budget = budget_for(stats, cfg.batch, cfg.model.context, cfg.qa_ratio, cfg.steps, cfg.exposures)
     return budget, exact, paper_exposures(stats, cfg.qa_ratio, cfg.objective)
