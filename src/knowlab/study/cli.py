@@ -24,10 +24,9 @@ def _seeds(text: str) -> list[int]:
 def _run(args: argparse.Namespace) -> int:
     from knowlab.study.session import run_study
 
-    extra = dict(item.lstrip("-").split("=", 1) for item in args.overrides if "=" in item)
-    bad = [item for item in args.overrides if "=" not in item]
-    if bad:
-        raise KnowlabError(f"override '{bad[0]}' is not of the form key=value (e.g. pretrain.steps=500)")
+    from knowlab.config import parse_overrides
+
+    extra = parse_overrides(args.overrides)
     out = Path(args.out or f"studies/{args.study}-{args.preset}")
     command = "knowlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     return run_study(args.study, args.preset, out, _seeds(args.seeds), extra, dry_run=args.dry_run,
