@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from knowlab.data.dataset import Dataset
-from knowlab.eval.qa import evaluate, greedy_generate, max_answer_tokens, qa_rows
+from knowlab.eval.evaluate import evaluate
+from knowlab.eval.qa import greedy_generate, max_answer_tokens, qa_rows
 from knowlab.eval.scoring import stop_token_mask
 from knowlab.models.presets import ModelConfig, build_model
 

@@ -54,7 +54,7 @@ def test_config_lr_by_method():
 def test_lora_run_folder_reloads_and_answers_the_same(tiny_dataset, base_model, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from knowlab.eval.qa import evaluate
+    from knowlab.eval.evaluate import evaluate
 
     torch.set_num_threads(1)
     cfg = from_dict(FinetuneConfig, {"steps": 8, "batch_size": 8, "log_every": 4, "eval_every": 4, "eval_people": 2,

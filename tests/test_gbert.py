@@ -12,7 +12,8 @@ import torch
 from knowlab.config import from_dict
 from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
-from knowlab.eval.mlm_qa import evaluate_mlm_qa, fill_masks, score_fills
+from knowlab.eval.mlm_qa import fill_masks, score_fills
+from knowlab.eval.scorers import Generation, MaskFilling, scorer_for
 from knowlab.models.presets import ModelConfig, build_model
 from knowlab.models.runtime import is_bidirectional
 from knowlab.train.config import PretrainConfig
@@ -175,7 +176,7 @@ class FillStub(torch.nn.Module):
 
 def test_fill_and_score_hand_built_cases():
     mask, pad = 9, 0
-    rows = [{"person_id": i, "attribute": a, "answer": "x", "context": [5, i + 1], "targets": [3, 4, 7], "first": 0}
+    rows = [{"person_id": i, "attribute": a, "answer": "3 4 7", "context": [5, i + 1], "targets": [3, 4, 7], "first": 0}
             for i, a in enumerate(("major", "major", "university"))]
     guesses = {(5, 1): [3, 4, 7], (5, 2): [3, 4, 6], (5, 3): [1, 4, 7]}  # right; last wrong; first wrong
     stub = FillStub(guesses, 12, mask)
@@ -199,7 +200,7 @@ def test_evaluator_on_a_dataset(tiny_dataset):
             answer = [*answer[:-1], tok.eos_token_id]
         truth[tuple(r["input_ids"][:n])] = answer
     stub = FillStub(truth, len(tok), tok.mask_token_id)
-    metrics, preds = evaluate_mlm_qa(stub, tok, ds, "test")
+    metrics, preds = MaskFilling().qa(stub, tok, ds, "test")
     assert metrics["exact"]["university"] == 0.0 and metrics["first_token"]["university"] == 1.0
     assert all(metrics["exact"][a] == 1.0 for a in ("birth_date", "birth_city", "major", "company", "company_city"))
     assert all(v == 1.0 for v in metrics["first_token"].values())
@@ -219,14 +220,57 @@ def test_first_token_score_asks_for_the_value_not_its_separate_space(spaced_data
         right_first[prompt] = [*answer[:2], *[tok.eos_token_id] * (len(answer) - 2)]
         wrong_first[prompt] = [answer[0], tok.eos_token_id, *answer[2:]]  # only the space right
     for truth, expected in ((right_first, 1.0), (wrong_first, 0.0)):
-        metrics, _ = evaluate_mlm_qa(FillStub(truth, len(tok), tok.mask_token_id), tok, ds, "test")
+        metrics, _ = MaskFilling().qa(FillStub(truth, len(tok), tok.mask_token_id), tok, ds, "test")
         assert metrics["first_token"]["mean"] == expected and metrics["exact"]["mean"] == 0.0
+
+
+def test_exact_match_is_the_answer_string_as_for_generation(tiny_dataset):
+    ds = Dataset(tiny_dataset)
+    tok = ds.tokenizer
+    newline = next(i for i in range(len(tok)) if tok.decode([i]) == "\n")
+    truth = {}
+    for r in ds.qa.to_pylist():
+        n = len(tok(r["prompt"], add_special_tokens=False)["input_ids"])
+        answer = r["input_ids"][n:]
+        assert tok.decode(answer[-1:]) == "."
+        # A newline where the period belongs: other tokens, the same answer string.
+        truth[tuple(r["input_ids"][:n])] = [*answer[:-1], newline]
+    metrics, preds = MaskFilling().qa(FillStub(truth, len(tok), tok.mask_token_id), tok, ds, "test")
+    assert metrics["exact"]["mean"] == 1.0 and metrics["first_token"]["mean"] == 1.0
+    assert all(p["prediction"] == p["answer"] for p in preds)
+
+
+def test_the_scorer_comes_from_the_model(tiny_dataset, monkeypatch):
+    from knowlab.eval import scorers
+    from knowlab.eval.hooks import make_eval_hooks, run_hooks
+
+    ds = Dataset(tiny_dataset)
+    tok = ds.tokenizer
+    gbert = build_model(ModelConfig(arch="gbert", **SHAPE), len(tok), tok.eos_token_id, tok.pad_token_id, seed=0)
+    gpt = build_model(ModelConfig(arch="gpt2-rotary", **SHAPE), len(tok), tok.eos_token_id, tok.pad_token_id, seed=0)
+    assert isinstance(scorer_for(gbert), MaskFilling) and isinstance(scorer_for(gpt), Generation)
+    # One pair of hooks serves both, deciding per call: only the GBERT's QA fills masks.
+    fills = []
+    monkeypatch.setattr(scorers, "fill_masks", _counting(scorers.fill_masks, fills))
+    hooks = make_eval_hooks(ds, max_people=2)
+    for model, filled in ((gpt.train(), 0), (gbert.train(), 2)):
+        metrics = run_hooks(hooks, 0, model, tok)
+        assert set(metrics) == {f"{m}.{s}" for m in ("bio_first_token", "qa_first_token", "qa_exact")
+                                for s in ("train", "test")}
+        assert model.training and len(fills) == filled
+
+
+def _counting(fn, calls: list):
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+    return wrapped
 
 
 # ---- end to end ---------------------------------------------------------------------------------
 
 def test_tiny_mlm_pretraining_learns_and_the_model_finetunes(tiny_dataset, tmp_path):
-    from knowlab.eval.mlm_qa import evaluate
+    from knowlab.eval.evaluate import evaluate
     from knowlab.probe.types import QProbeConfig
     from knowlab.probe.q_probe import run_q_probe
     from knowlab.train.finetune import FinetuneConfig, finetune

@@ -104,7 +104,7 @@ def test_bf16_finetuning_and_its_final_evaluation(tiny_dataset, fp32_run, tmp_pa
 def test_qa_evaluator_on_bf16_weights_and_under_autocast(tiny_dataset, fp32_run, one_thread):
     """The GPU evaluator loads bf16 weights (eval CLI) or runs fp32 weights under bf16 autocast
     (training hooks); both on the CPU give valid answers close to fp32's."""
-    from knowlab.eval.qa import evaluate
+    from knowlab.eval.evaluate import evaluate
     from knowlab.models.runtime import load_model
 
     ds = Dataset(tiny_dataset)

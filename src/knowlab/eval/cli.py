@@ -12,9 +12,8 @@ from knowlab.errors import KnowlabError
 
 def _eval_qa(args: argparse.Namespace) -> int:
     from knowlab.data.dataset import Dataset
-    from knowlab.eval import mlm_qa
-    from knowlab.eval.qa import evaluate
-    from knowlab.models.runtime import is_bidirectional, load_model, resolve_model_dir
+    from knowlab.eval.evaluate import evaluate
+    from knowlab.models.runtime import load_model, resolve_model_dir
     from knowlab.eval.report import result_tables
     from knowlab.io import write_json_atomic
 
@@ -27,10 +26,9 @@ def _eval_qa(args: argparse.Namespace) -> int:
     tok = ds.tokenizer
     model = load_model(folder, device=args.device, tokenizer=tok)
     splits = ("train", "test") if args.split == "both" else (args.split,)
-    # GBERT answers by mask filling, not generation (--beams unused).
-    evaluate_fn = mlm_qa.evaluate if is_bidirectional(model) else evaluate
-    result, preds = evaluate_fn(model, tok, ds, splits=splits, beams=args.beams, batch_size=args.batch_size,
-                                max_people=args.max_people, bio=not args.no_bio, seed=args.seed, show_progress=True)
+    # A GBERT folder answers by mask filling (--beams unused); evaluate picks that from the model.
+    result, preds = evaluate(model, tok, ds, splits=splits, beams=args.beams, batch_size=args.batch_size,
+                             max_people=args.max_people, bio=not args.no_bio, seed=args.seed, show_progress=True)
     result["model"] = str(folder)
     out = Path(args.out) if args.out else folder.parent / "eval_qa.json"
     write_json_atomic(out, result)

@@ -6,7 +6,10 @@ people at every call, so the curves of Figure 1 are comparable across steps). Me
 over the six attributes in [0, 1]:
     bio_first_token.{train,test}   BIO memorisation (first attribute token inside the bios)
     qa_first_token.{train,test}    teacher-forced first answer token after "Answer:"
-    qa_exact.{train,test}          greedy generation, whole-answer exact match
+    qa_exact.{train,test}          whole-answer exact match (greedy generation or mask filling)
+How the model answers comes from the model it is handed at each call (eval/scorers.py): a GBERT
+fills masks, a GPT generates; the keys are the same, so one pair of hooks serves both, and a
+hook can be built before the model exists (pretraining's command line).
 With `every=0` (default) a hook evaluates whenever it is called, so the caller's own interval
 rules; with `every=N` it evaluates only at steps divisible by N and returns {} otherwise. It runs
 under torch.no_grad and leaves the model in the mode it found it in (train mode during training).
@@ -20,8 +23,8 @@ from pathlib import Path
 import torch
 
 from knowlab.data.dataset import Dataset
-from knowlab.eval.bio import bio_first_token
-from knowlab.eval.qa import evaluate_qa, people_of_split
+from knowlab.eval.qa import people_of_split
+from knowlab.eval.scorers import scorer_for
 
 
 class EvalHook:
@@ -55,7 +58,8 @@ class BioHook(EvalHook):
     name = "bio"
 
     def measure(self, model, tokenizer) -> dict[str, float]:
-        return {f"bio_first_token.{s}": bio_first_token(model, self.data, s, people, self.batch_size)["mean"]
+        scorer = scorer_for(model)
+        return {f"bio_first_token.{s}": scorer.bio(model, self.data, s, people, self.batch_size)["mean"]
                 for s, people in self.people.items()}
 
 
@@ -63,9 +67,9 @@ class QAHook(EvalHook):
     name = "qa"
 
     def measure(self, model, tokenizer) -> dict[str, float]:
-        out = {}
+        scorer, out = scorer_for(model), {}
         for split, people in self.people.items():
-            metrics, _ = evaluate_qa(model, tokenizer, self.data, split, people, batch_size=self.batch_size)
+            metrics, _ = scorer.qa(model, tokenizer, self.data, split, people, batch_size=self.batch_size)
             out[f"qa_first_token.{split}"] = metrics["first_token"]["mean"]
             out[f"qa_exact.{split}"] = metrics["exact"]["mean"]
         return out
@@ -73,7 +77,8 @@ class QAHook(EvalHook):
 
 def make_eval_hooks(data: Dataset | str | Path, every: int = 0, max_people: int = 200, seed: int = 0,
                     batch_size: int = 0, bio: bool = True, qa: bool = True) -> list[EvalHook]:
-    """The hooks for Figure 1's curves: BIO memorisation and QA (first token, exact) per split."""
+    """The hooks for Figure 1's curves: BIO memorisation and QA (first token, exact) per split,
+    for a causal and a bidirectional model alike."""
     ds = data if isinstance(data, Dataset) else Dataset(data)
     hooks: list[EvalHook] = []
     if bio:

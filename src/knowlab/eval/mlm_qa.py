@@ -2,10 +2,11 @@
 
 A QA is `{question} Answer: {value}.`. The model sees the prompt's tokens, then one mask token
 per answer token (the value and its closing period, the dataset's token count, so the model is
-told the length), then EOS; one forward predicts every mask at once (argmax at each). The answer
-counts as right only if every mask is restored (exact match, token by token); first-token
-accuracy asks only for the value's first token. These are the keys of the generation-based
-evaluator (eval/qa.py), so tables, reports and hooks read both alike.
+told the length), then EOS; one forward predicts every mask at once (argmax at each). The fill
+is decoded and its answer delimited as a generated one is (eval/scoring.py): exact match is that
+string equal to the value, as for generation; first-token accuracy asks only for the value's
+first token. eval/scorers.py runs this for bidirectional models, so tables, reports and hooks
+read both alike.
 
 BIO memorisation for GBERT: in each bio (preceded by EOS, as in pretraining) one attribute's
 value tokens are all masked, and the model must restore the value's first token; one masked copy
@@ -19,16 +20,14 @@ space masked too; the first-token score then asks for the value's first token, p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
 from knowlab.data.dataset import Dataset
 from knowlab.data.schema import ATTRIBUTES
 from knowlab.errors import KnowlabError
-from knowlab.eval.hooks import EvalHook
-from knowlab.eval.qa import SPLITS, people_of_split, prompt_lengths, value_starts
-from knowlab.eval.scoring import answer_from_text, per_attribute
+from knowlab.eval.qa import prompt_lengths, value_starts
+from knowlab.eval.scoring import answer_from_text, exact_match
 from knowlab.models.runtime import autocast_for, default_batch_size, model_device, pad_id, unwrap
 from knowlab.progress import progress
 
@@ -82,36 +81,20 @@ def mlm_qa_rows(ds: Dataset, split: str, people: Sequence[int] | None = None) ->
 
 
 def score_fills(rows: Sequence[dict], fills: Sequence[Sequence[int]], tokenizer, split: str) -> list[dict]:
-    """One prediction record per row: exact = every mask right, first_token = the value's first."""
+    """One prediction record per row: exact = the answer string read from the fill is the value
+    (eval/scoring.py, as for generation), first_token = the value's first token restored.
+
+    The fill is decoded whole, EOS included: every mask stands for an answer token, so an EOS
+    where the period belongs is a wrong answer, not the end of a shorter one (no EOS cut, unlike
+    generation, where EOS is where the model chose to stop)."""
     preds = []
     for r, fill in zip(rows, fills):
         fill = list(fill)
-        text = tokenizer.decode(fill, skip_special_tokens=False)
+        answer = answer_from_text(tokenizer.decode(fill, skip_special_tokens=False))
         preds.append({"person_id": r["person_id"], "attribute": r["attribute"], "split": split,
-                      "answer": r["answer"], "prediction": answer_from_text(text),
-                      "exact": fill == list(r["targets"]),
+                      "answer": r["answer"], "prediction": answer, "exact": exact_match(answer, r["answer"]),
                       "first_token": len(fill) > r["first"] and fill[r["first"]] == r["targets"][r["first"]]})
     return preds
-
-
-def evaluate_mlm_qa(model, tokenizer, ds: Dataset | str | Path, split: str = "test",
-                    people: Sequence[int] | None = None, batch_size: int = 0,
-                    show_progress: bool = False) -> tuple[dict, list[dict]]:
-    """Mask-filling QA metrics of one split: ({"exact", "first_token", counts}, predictions)."""
-    ds = ds if isinstance(ds, Dataset) else Dataset(ds)
-    if split not in SPLITS:
-        raise KnowlabError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
-    rows = mlm_qa_rows(ds, split, people)
-    if not rows:
-        raise KnowlabError(f"{ds.path}: no QA rows in split '{split}'")
-    mask, eos = _mask_id(tokenizer), tokenizer.eos_token_id
-    pad = pad_id(tokenizer)
-    seqs = [[*r["context"], *[mask] * len(r["targets"]), eos] for r in rows]
-    fills = fill_masks(model, seqs, mask, pad, batch_size, show_progress)
-    preds = score_fills(rows, fills, tokenizer, split)
-    metrics = {"questions": len(rows), "people": len({r["person_id"] for r in rows}),
-               "exact": per_attribute(preds, "exact"), "first_token": per_attribute(preds, "first_token")}
-    return metrics, preds
 
 
 def bio_masked_first_token(model, data: Dataset, split: str | None = None, people: Sequence[int] | None = None,
@@ -122,7 +105,7 @@ def bio_masked_first_token(model, data: Dataset, split: str | None = None, peopl
     if not len(table) or not attrs:
         return {}
     tok = data.tokenizer
-    mask, eos = _mask_id(tok), tok.eos_token_id
+    mask, eos = mask_id(tok), tok.eos_token_id
     pad = pad_id(tok)
     spans = [zip(table[f"{a}_tok_start"].to_pylist(), table[f"{a}_tok_end"].to_pylist()) for a in attrs]
     seqs, targets = [], []
@@ -142,29 +125,6 @@ def bio_masked_first_token(model, data: Dataset, split: str | None = None, peopl
     return out
 
 
-def evaluate(model, tokenizer, data: Dataset | str | Path, splits: Sequence[str] = ("test",), beams: int = 1,
-             batch_size: int = 0, max_people: int | None = None, bio: bool = True, seed: int = 0,
-             show_progress: bool = False) -> tuple[dict, list[dict]]:
-    """eval/qa.py's `evaluate` for GBERT (same result layout); `beams` is accepted and unused."""
-    ds = data if isinstance(data, Dataset) else Dataset(data)
-    was_training = model.training
-    model.eval()
-    result: dict = {"data": str(ds.path), "objective": "mlm", "decoding": "mask filling", "beams": 1,
-                    "max_people": max_people, "seed": seed, "splits": {}}
-    predictions: list[dict] = []
-    try:
-        for split in splits:
-            people = people_of_split(ds, split, max_people, seed)
-            metrics, preds = evaluate_mlm_qa(model, tokenizer, ds, split, people, batch_size, show_progress)
-            if bio:
-                metrics["bio_first_token"] = bio_masked_first_token(model, ds, split, people, batch_size)
-            result["splits"][split] = metrics
-            predictions.extend(preds)
-    finally:
-        model.train(was_training)
-    return result, predictions
-
-
 def _select(table, split: str | None, people: Sequence[int] | None):
     """Rows of a bios/qa table in `split` (None: all) and, if given, of `people`."""
     import pyarrow as pa
@@ -177,41 +137,8 @@ def _select(table, split: str | None, people: Sequence[int] | None):
     return table
 
 
-def _mask_id(tokenizer) -> int:
+def mask_id(tokenizer) -> int:
+    """The tokenizer's mask token; a GBERT tokenizer without one cannot be evaluated."""
     if tokenizer.mask_token_id is None:
         raise KnowlabError("the tokenizer has no mask token; GBERT evaluation needs one")
     return tokenizer.mask_token_id
-
-
-# ---- hooks for training loops (the keys of eval/hooks.py) --------------------------------------
-
-class MLMBioHook(EvalHook):
-    name = "bio"
-
-    def measure(self, model, tokenizer) -> dict[str, float]:
-        return {f"bio_first_token.{s}": bio_masked_first_token(model, self.data, s, people, self.batch_size)["mean"]
-                for s, people in self.people.items()}
-
-
-class MLMQAHook(EvalHook):
-    name = "qa"
-
-    def measure(self, model, tokenizer) -> dict[str, float]:
-        out = {}
-        for split, people in self.people.items():
-            metrics, _ = evaluate_mlm_qa(model, tokenizer, self.data, split, people, self.batch_size)
-            out[f"qa_first_token.{split}"] = metrics["first_token"]["mean"]
-            out[f"qa_exact.{split}"] = metrics["exact"]["mean"]
-        return out
-
-
-def make_mlm_hooks(data: Dataset | str | Path, every: int = 0, max_people: int = 200, seed: int = 0,
-                   batch_size: int = 0, bio: bool = True, qa: bool = True) -> list[EvalHook]:
-    """eval/hooks.py's `make_eval_hooks` for GBERT: the same metric keys, by mask filling."""
-    ds = data if isinstance(data, Dataset) else Dataset(data)
-    hooks: list[EvalHook] = []
-    if bio:
-        hooks.append(MLMBioHook(ds, every, max_people, seed, batch_size))
-    if qa:
-        hooks.append(MLMQAHook(ds, every, max_people, seed, batch_size))
-    return hooks

@@ -23,7 +23,7 @@ import torch
 
 from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
-from knowlab.eval.scoring import answer_from_tokens, per_attribute, stop_token_mask
+from knowlab.eval.scoring import answer_from_tokens, exact_match, qa_metrics, stop_token_mask
 from knowlab.models.runtime import autocast_for, default_batch_size, model_device, pad_id, unwrap
 from knowlab.progress import progress
 
@@ -227,37 +227,7 @@ def evaluate_qa(model, tokenizer, ds: Dataset | str | Path, split: str = "test",
     for r, g, f in zip(rows, gens, firsts):
         answer = answer_from_tokens(g, tokenizer)
         preds.append({"person_id": r["person_id"], "attribute": r["attribute"], "split": split,
-                      "answer": r["answer"], "prediction": answer, "exact": answer == r["answer"],
+                      "answer": r["answer"], "prediction": answer, "exact": exact_match(answer, r["answer"]),
                       "first_token": f == r["first_target"]})
-    metrics = {"questions": len(rows), "people": len({r["person_id"] for r in rows}),
-               "exact": per_attribute(preds, "exact"), "first_token": per_attribute(preds, "first_token")}
-    return metrics, preds
+    return qa_metrics(preds), preds
 
-
-def evaluate(model, tokenizer, data: Dataset | str | Path, splits: Sequence[str] = ("test",), beams: int = 1,
-             batch_size: int = 0, max_people: int | None = None, bio: bool = True, seed: int = 0,
-             show_progress: bool = False) -> tuple[dict, list[dict]]:
-    """QA exact match, QA first-token accuracy and BIO memorisation for each split.
-
-    Returns (result, predictions); `result["splits"][split]` holds {"exact", "first_token",
-    "bio_first_token"} each as {attribute: accuracy in [0, 1], "mean": ...}.
-    """
-    from knowlab.eval.bio import bio_first_token
-
-    ds = data if isinstance(data, Dataset) else Dataset(data)
-    was_training = model.training
-    model.eval()
-    result: dict = {"data": str(ds.path), "beams": beams, "max_new_tokens": max_answer_tokens(ds) + 2,
-                    "max_people": max_people, "seed": seed, "splits": {}}
-    predictions: list[dict] = []
-    try:
-        for split in splits:
-            people = people_of_split(ds, split, max_people, seed)
-            metrics, preds = evaluate_qa(model, tokenizer, ds, split, people, beams, batch_size, show_progress)
-            if bio:
-                metrics["bio_first_token"] = bio_first_token(model, ds, split, people, batch_size=batch_size)
-            result["splits"][split] = metrics
-            predictions.extend(preds)
-    finally:
-        model.train(was_training)
-    return result, predictions

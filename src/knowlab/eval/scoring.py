@@ -90,3 +90,9 @@ def per_attribute(rows: Iterable[Mapping], key: str) -> dict[str, float]:
             out[a] = sum(h) / len(h)
     out["mean"] = sum(out.values()) / len(out) if out else float("nan")
     return out
+
+
+def qa_metrics(preds: Sequence[Mapping]) -> dict:
+    """One split's QA metrics from its prediction records (each with "exact" and "first_token")."""
+    return {"questions": len(preds), "people": len({p["person_id"] for p in preds}),
+            "exact": per_attribute(preds, "exact"), "first_token": per_attribute(preds, "first_token")}

@@ -4,8 +4,8 @@ Each example is a QA text `{question} Answer: {value}.` followed by EOS. The los
 answer tokens only: every token after the prompt's (" value", the period, EOS);
 the prompt and the right padding are labelled -100. A bidirectional GBERT model ([P] App. H)
 instead sees the answer tokens replaced by mask tokens and restores them (train/mlm.py); its
-evaluation fills the masks (eval/mlm_qa.py). Batches draw examples without replacement
-(a fresh shuffle per epoch). Paper defaults: AdamW eps 1e-6, wd 0.01, no warm-up, cosine to 10%
+evaluation fills the masks (eval/scorers.py picks that from the model). Batches draw examples
+without replacement (a fresh shuffle per epoch). Paper defaults: AdamW eps 1e-6, wd 0.01, no warm-up, cosine to 10%
 of the lr, batch 48, 50,000 steps; LoRA lr 3e-4 with r = 8 on q/v and r' = 128 on the embedding.
 
 Checkpoints every `checkpoint_every` steps let a killed run resume bit-identically
@@ -156,9 +156,8 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
 
     Returns a summary: final loss, paths, and the final evaluation when cfg.final_eval.
     """
-    from knowlab.eval import mlm_qa
+    from knowlab.eval.evaluate import evaluate
     from knowlab.eval.hooks import make_eval_hooks, run_hooks
-    from knowlab.eval.qa import evaluate
     from knowlab.eval.report import result_tables
 
     out = Path(out)
@@ -188,10 +187,9 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
     optim_cfg = FinetuneOptimConfig(**{**to_dict(cfg.optim), "lr": cfg.lr()})
     optimizer = build_optimizer(trainable, optim_cfg)
     scheduler = build_scheduler(optimizer, cfg.steps, optim_cfg)
-    # A bidirectional (GBERT) model learns to fill the masked answer (train/mlm.py) and is
-    # evaluated so (eval/mlm_qa.py).
-    evaluate_fn, make_hooks = (mlm_qa.evaluate, mlm_qa.make_mlm_hooks) if mlm else (evaluate, make_eval_hooks)
-    hooks = make_hooks(ds, every=0, max_people=cfg.eval_people, seed=cfg.seed) if cfg.eval_every else []
+    # A bidirectional (GBERT) model learns to fill the masked answer (train/mlm.py); the hooks
+    # and the final evaluation see that from the model and score it by mask filling.
+    hooks = make_eval_hooks(ds, every=0, max_people=cfg.eval_people, seed=cfg.seed) if cfg.eval_every else []
     pad = pad_id(tok)
     work = partial_dir(out)
     identity = {"config": {k: v for k, v in to_dict(cfg).items() if k not in NON_RESULT_KEYS},
@@ -227,8 +225,9 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, data: str | Path | Data
         write_json_atomic(tmp / "run.json", meta)
         summary = {"out": str(out), "final_loss": loss_value, "train_seconds": round(train_s, 2)}
         if cfg.final_eval:
-            result, preds = evaluate_fn(model, tok, ds, splits=("train", "test"), beams=cfg.beams,
-                                    max_people=cfg.final_eval_people or None, seed=cfg.seed, show_progress=show_progress)
+            result, preds = evaluate(model, tok, ds, splits=("train", "test"), beams=cfg.beams,
+                                     max_people=cfg.final_eval_people or None, seed=cfg.seed,
+                                     show_progress=show_progress)
             result["model"] = str(out / "model")
             write_json_atomic(tmp / "eval_qa.json", result)
             write_text_atomic(tmp / "eval_qa.md", result_tables(result, name=out.name) + "\n")
