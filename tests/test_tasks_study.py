@@ -156,5 +156,4 @@ def test_toy_manipulation_study_runs_end_to_end(tmp_path):
     plan_runs = json.loads((out / "study.json").read_text())["runs"]
     assert sorted(run["kind"] for run in plan_runs) == sorted(
         ["data", "pretrain"] + ["tasks", "finetune", "eval-tasks"] * 2 + ["finetune", "eval"])  # + extraction
-    assert "six-QA extraction" in report
     print(f"toy manipulation study: {time.time() - start:.0f} s")
