@@ -36,8 +36,9 @@ class ManipulationConfig:
     train_fractions: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5, 1.0])
     pairs: int = 2  # comparison partners per person
     # Finetune overrides for every task finetune, on top of the study's finetune settings.
-    # Paper (App. C): LoRA rank 16 on q/v (128 on the embedding), lr 1e-3.
-    finetune: dict[str, Any] = field(default_factory=lambda: {"lora.r": 16, "lora_lr": 1e-3})
+    # Paper (App. C): LoRA rank 16 on q/v (128 on the embedding), lr 1e-3, whatever the study's
+    # own QA finetune is.
+    finetune: dict[str, Any] = field(default_factory=lambda: {"method": "lora", "lora.r": 16, "lora_lr": 1e-3})
     eval_rows: int = 0  # test rows scored per task; 0 = all
     # The paper's M': start every task finetune from the six-QA extraction finetune of the base
     # model (the augmentation study's finetune run) instead of the BIO-pretrained model M.
