@@ -20,15 +20,15 @@ if TYPE_CHECKING:
 def _split(argv: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """(--flag values, key=value overrides) of a run's argv."""
     flags, overrides = {}, []
-    it = iter(range(len(argv)))
-    for i in it:
+    i = 0
+    while i < len(argv):
         arg = argv[i]
-        if arg.startswith("--") and "=" not in arg:
-            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                flags[arg[2:]] = argv[i + 1]
-                next(it, None)
+        if arg.startswith("--") and "=" not in arg and i + 1 < len(argv):
+            flags[arg[2:]] = argv[i + 1]  # the planner writes every flag with a value
+            i += 1
         elif "=" in arg:
             overrides.append(arg)
+        i += 1
     return flags, parse_overrides(overrides)
 
 
