@@ -189,6 +189,17 @@ def qa_rows(ds: Dataset, split: str, people: Sequence[int] | None = None) -> lis
     return rows
 
 
+def split_rows(ds: Dataset, split: str, people: Sequence[int] | None, rows_of=qa_rows) -> list[dict]:
+    """`rows_of(ds, split, people)`, or one clear error for an unknown or an empty split; the
+    generation and mask-filling scorers both start here."""
+    if split not in SPLITS:
+        raise KnowlabError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
+    rows = rows_of(ds, split, people)
+    if not rows:
+        raise KnowlabError(f"{ds.path}: no QA rows in split '{split}'")
+    return rows
+
+
 def max_answer_tokens(ds: Dataset) -> int:
     """Longest tokenized answer in the dataset, period and a separate space token (see
     prompt_lengths) included; input_ids carry no EOS, which the +2 margin of callers covers."""
@@ -200,11 +211,7 @@ def evaluate_qa(model, tokenizer, ds: Dataset | str | Path, split: str = "test",
                 beams: int = 1, batch_size: int = 0, show_progress: bool = False) -> tuple[dict, list[dict]]:
     """QA metrics of one split: ({"exact": per-attr, "first_token": per-attr, counts}, predictions)."""
     ds = ds if isinstance(ds, Dataset) else Dataset(ds)
-    if split not in SPLITS:
-        raise KnowlabError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
-    rows = qa_rows(ds, split, people)
-    if not rows:
-        raise KnowlabError(f"{ds.path}: no QA rows in split '{split}'")
+    rows = split_rows(ds, split, people)
     base = unwrap(model)
     vocab = base.get_output_embeddings().weight.shape[0]
     stops = stop_token_mask(tokenizer, vocab)

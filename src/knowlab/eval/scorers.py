@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from knowlab.data.dataset import Dataset
-from knowlab.errors import KnowlabError
 from knowlab.eval.bio import bio_first_token
 from knowlab.eval.mlm_qa import bio_masked_first_token, fill_masks, mask_id, mlm_qa_rows, score_fills
-from knowlab.eval.qa import SPLITS, evaluate_qa, max_answer_tokens
+from knowlab.eval.qa import evaluate_qa, max_answer_tokens, split_rows
 from knowlab.eval.scoring import qa_metrics
 from knowlab.models.runtime import is_bidirectional, pad_id, unwrap
 
@@ -61,11 +60,7 @@ class MaskFilling:
     def qa(self, model, tokenizer, ds: Dataset, split: str = "test", people: Sequence[int] | None = None,
            beams: int = 1, batch_size: int = 0, show_progress: bool = False) -> tuple[dict, list[dict]]:
         ds = ds if isinstance(ds, Dataset) else Dataset(ds)
-        if split not in SPLITS:
-            raise KnowlabError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
-        rows = mlm_qa_rows(ds, split, people)
-        if not rows:
-            raise KnowlabError(f"{ds.path}: no QA rows in split '{split}'")
+        rows = split_rows(ds, split, people, mlm_qa_rows)
         mask, eos = mask_id(tokenizer), tokenizer.eos_token_id
         seqs = [[*r["context"], *[mask] * len(r["targets"]), eos] for r in rows]
         fills = fill_masks(model, seqs, mask, pad_id(tokenizer), batch_size, show_progress)
