@@ -5,8 +5,9 @@ answer tokens only: every token after the prompt's (" value", the period, EOS);
 the prompt and the right padding are labelled -100. A bidirectional GBERT model ([P] App. H)
 instead sees the answer tokens replaced by mask tokens and restores them (train/mlm.py); its
 evaluation fills the masks (eval/scorers.py picks that from the model). Batches draw examples
-without replacement (a fresh shuffle per epoch). Paper defaults: AdamW eps 1e-6, wd 0.01, no warm-up, cosine to 10%
-of the lr, batch 48, 50,000 steps; LoRA lr 3e-4 with r = 8 on q/v and r' = 128 on the embedding.
+without replacement (a fresh shuffle per epoch). Paper defaults: AdamW eps 1e-6, wd 0.01, no
+warm-up, cosine to 10% of the lr, batch 48, 50,000 steps; LoRA lr 3e-4 with r = 8 on q/v and
+r' = 128 on the embedding.
 
 Checkpoints every `checkpoint_every` steps let a killed run resume bit-identically
 (finetune_loop.py). A run folder OUT (written atomically: it appears whole at the end):
