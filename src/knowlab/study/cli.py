@@ -1,4 +1,4 @@
-"""`knowlab study run STUDY --preset P` and `knowlab study report DIR`."""
+"""`knowlab study run STUDY --preset P`, `knowlab study report DIR` and `knowlab study export DIR --out OUT`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from knowlab.study.export import export_study
+
+    summary = export_study(args.dir, args.out)
+    print(f"wrote {args.out}: {summary['files_kept']} files kept, {summary['files_cut']} cut "
+          f"({summary['bytes_cut'] / 1e6:,.1f} MB of weights, checkpoints and datasets)")
+    return 0
+
+
 def register(sub, export) -> None:
     from knowlab.study.config import STUDIES
 
@@ -58,3 +67,8 @@ def register(sub, export) -> None:
     rep = actions.add_parser("report", help="rebuild report.md/html and results.csv from finished runs")
     rep.add_argument("dir")
     rep.set_defaults(func=_report)
+    exp = actions.add_parser("export", help="copy a study folder without weights or datasets (for git); "
+                                            "its report rebuilds and its sweep continues from the copy")
+    exp.add_argument("dir")
+    exp.add_argument("--out", required=True, help="new folder")
+    exp.set_defaults(func=_export)

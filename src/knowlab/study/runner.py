@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,30 @@ def done_marker(run: Run, root: Path) -> Path:
 def is_done(run: Run, root: Path) -> bool:
     marker = done_marker(run, root)
     return marker.is_file() and json.loads(marker.read_text()).get("key") == run.key
+
+
+def has_outputs(run: Run, root: Path) -> bool:
+    """Finished with its outputs in place: not cut by `knowlab study export`."""
+    return is_done(run, root) and not json.loads(done_marker(run, root).read_text()).get("exported")
+
+
+def to_run(runs: list[Run], root: Path) -> list[Run]:
+    """The runs not finished, plus the exported ones (outputs cut) that an unfinished run needs."""
+    pending = {r.key for r in runs if not is_done(r, root)}
+    needed = [d for r in runs if r.key in pending for d in r.deps]
+    while needed:
+        dep = needed.pop()
+        if dep.key not in pending and not has_outputs(dep, root):
+            pending.add(dep.key)
+            needed.extend(dep.deps)
+    return [r for r in runs if r.key in pending]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _env(threads: int) -> dict[str, str]:
@@ -56,12 +81,12 @@ def execute(
 ) -> None:
     """Run everything not yet done, dependencies first, at most `parallel` processes at once."""
     threads = threads or max(1, (os.cpu_count() or 1) // parallel)
-    pending = [r for r in runs if not is_done(r, root)]
+    pending = to_run(runs, root)
     skipped = len(runs) - len(pending)
     if skipped:
         log(f"{skipped} of {len(runs)} runs already finished (cached)")
     running: dict[str, tuple[Run, subprocess.Popen, float, object]] = {}
-    done = {r.key for r in runs if is_done(r, root)}
+    done = {r.key for r in runs} - {r.key for r in pending}
     try:
         while pending or running:
             for key, (run, proc, start, fh) in list(running.items()):
@@ -86,6 +111,9 @@ def execute(
                 run = ready.pop(0)
                 pending.remove(run)
                 out = run.path(root)
+                if is_done(run, root):  # exported: what is left of it is replaced by a fresh run
+                    _remove(out)
+                    done_marker(run, root).unlink()
                 out.parent.mkdir(parents=True, exist_ok=True)
                 logfile = out.with_name(out.name + ".log")
                 fh = open(logfile, "a")

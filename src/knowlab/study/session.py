@@ -12,7 +12,7 @@ from knowlab.errors import KnowlabError
 from knowlab.io import code_version, machine_info, write_json_atomic
 from knowlab.study.config import StudyConfig
 from knowlab.study.plan import Planner, Run
-from knowlab.study.runner import execute, is_done
+from knowlab.study.runner import execute, has_outputs, is_done
 
 STAGES = ("pretrain", "finetune", "probe")
 
@@ -44,7 +44,7 @@ def _data_stats(data: Run, root: Path, cache: dict) -> tuple[dict, bool]:
     from knowlab.train.budget import bio_stats, sample_stats
 
     if data.key not in cache:
-        if is_done(data, root):
+        if has_outputs(data, root):
             cache[data.key] = (bio_stats(Dataset(data.path(root))), True)
         else:
             cache[data.key] = (sample_stats(data.config), False)

@@ -1,0 +1,55 @@
+"""`knowlab study export`: a study folder without weights rebuilds the same results and continues."""
+
+import json
+from pathlib import Path
+
+from knowlab.study.export import keep
+from test_study import SMOKE, knowlab
+
+
+def test_only_small_report_files_are_kept():
+    assert keep(Path("eval/single-s0-ab.json"), 1_000)
+    assert keep(Path("pretrain/x/metrics.jsonl"), 1_000)
+    assert keep(Path("report.md"), 1_000)
+    assert not keep(Path("pretrain/x/model.safetensors"), 1_000)
+    assert not keep(Path("data/x/bios.parquet"), 1_000)
+    assert not keep(Path("pretrain/x/checkpoints/step-200/state.json"), 1_000)
+    assert not keep(Path("data/x/tokenizer/tokenizer.json"), 1_000)
+    assert not keep(Path("eval/huge.json"), 50_000_000)
+
+
+def test_an_export_reports_the_same_numbers_and_reruns_only_what_a_new_run_needs(tmp_path):
+    study = tmp_path / "study"
+    r = knowlab("study", "run", "augmentation", "--preset", "tiny", "--out", str(study), *SMOKE)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = tmp_path / "exported"
+    r = knowlab("study", "export", str(study), "--out", str(out))
+    assert r.returncode == 0 and "files kept" in r.stdout, r.stdout + r.stderr
+    assert not list(out.rglob("*.safetensors")) and not list(out.rglob("*.parquet"))
+    summary = json.loads((out / "EXPORT.json").read_text())
+    assert summary["runs_trimmed"] and summary["bytes_cut"] > 0
+
+    (out / "results.csv").unlink()
+    r = knowlab("study", "report", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "results.csv").read_text() == (study / "results.csv").read_text()
+
+    # every run is cached in the export ...
+    r = knowlab("study", "run", "augmentation", "--preset", "tiny", "--out", str(out), *SMOKE)
+    assert r.returncode == 0 and "start " not in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    # ... and a new finetune of the exported models runs their data and pretraining again first
+    r = knowlab("study", "run", "augmentation", "--preset", "tiny", "--out", str(out), *SMOKE, "finetune.steps=3")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "start pretrain" in r.stdout and "start finetune" in r.stdout and "start data" in r.stdout
+
+
+def test_bad_exports_are_one_line(tmp_path):
+    r = knowlab("study", "export", str(tmp_path), "--out", str(tmp_path / "x"))
+    assert r.returncode != 0 and "not a study folder" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "study.json").write_text('{"runs": []}')
+    (tmp_path / "x").mkdir()
+    r = knowlab("study", "export", str(tmp_path), "--out", str(tmp_path / "x"))
+    assert r.returncode != 0 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    r = knowlab("study", "export", str(tmp_path), "--out", str(tmp_path / "y"))
+    assert r.returncode != 0 and "inside the study folder" in r.stderr
+    assert not (tmp_path / "y").exists()
