@@ -53,3 +53,50 @@ def test_bad_exports_are_one_line(tmp_path):
     r = knowlab("study", "export", str(tmp_path), "--out", str(tmp_path / "y"))
     assert r.returncode != 0 and "inside the study folder" in r.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_a_run_held_by_another_process_is_not_started_twice(tmp_path):
+    import fcntl
+
+    import pytest
+
+    from knowlab.errors import KnowlabError
+    from knowlab.study.plan import Run
+    from knowlab.study.runner import execute
+
+    run = Run("data", "held", ["data", "generate", "--out", "{out}", "--people", "8"])
+    run.path(tmp_path).parent.mkdir(parents=True)
+    with open(tmp_path / "data" / (run.path(tmp_path).name + ".lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(KnowlabError, match="running in another process"):
+            execute([run], tmp_path, log=lambda _: None)
+    assert not run.path(tmp_path).exists()
+
+
+def test_stopping_a_study_stops_its_runs(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "knowlab.cli", "study", "run", "augmentation", "--preset", "tiny",
+           "--out", str(out), *SMOKE, "pretrain.steps=100000"]
+    study = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in study.stdout:
+        if line.startswith("start pretrain"):
+            break
+    time.sleep(3)
+    study.send_signal(signal.SIGTERM)
+    _, err = study.communicate(timeout=60)
+    assert study.returncode != 0 and "stopped by signal" in err and "Traceback" not in err
+    time.sleep(1)
+    alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and str(out).encode() in _cmdline(p)]
+    assert not alive
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""

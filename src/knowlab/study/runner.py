@@ -8,9 +8,11 @@ process fails stops the study with its log's last lines; finished runs stay cach
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -49,6 +51,26 @@ def to_run(runs: list[Run], root: Path) -> list[Run]:
     return [r for r in runs if r.key in pending]
 
 
+def _claim(run: Run, root: Path):
+    """An open, exclusively locked `<output>.lock`. The run's process gets the descriptor too, so
+    the lock holds while that process lives, even if this study process dies without stopping
+    it: a second study on the same folder cannot run the same run into the same files."""
+    out = run.path(root)
+    lock = open(out.with_name(out.name + ".lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise KnowlabError(f"{run.kind} run '{run.name}' is running in another process (it holds {lock.name}); "
+                           "wait for it or stop it, then run this command again") from None
+    return lock
+
+
+def _stopped(signum, frame):
+    raise KnowlabError(f"study stopped by signal {signum}; its runs were stopped, finished runs stay "
+                       "cached and the same command resumes")
+
+
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path)
@@ -85,15 +107,18 @@ def execute(
     skipped = len(runs) - len(pending)
     if skipped:
         log(f"{skipped} of {len(runs)} runs already finished (cached)")
-    running: dict[str, tuple[Run, subprocess.Popen, float, object]] = {}
+    running: dict[str, tuple[Run, subprocess.Popen, float, object, object]] = {}
     done = {r.key for r in runs} - {r.key for r in pending}
+    # `kill PID` of the study must stop its runs too (the finally below), not leave them running.
+    previous = signal.signal(signal.SIGTERM, _stopped)
     try:
         while pending or running:
-            for key, (run, proc, start, fh) in list(running.items()):
+            for key, (run, proc, start, fh, lock) in list(running.items()):
                 code = proc.poll()
                 if code is None:
                     continue
                 fh.close()
+                lock.close()
                 del running[key]
                 logfile = run.path(root).with_name(run.path(root).name + ".log")
                 if code != 0:
@@ -111,26 +136,30 @@ def execute(
                 run = ready.pop(0)
                 pending.remove(run)
                 out = run.path(root)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                lock = _claim(run, root)
                 if is_done(run, root):  # exported: what is left of it is replaced by a fresh run
                     _remove(out)
                     done_marker(run, root).unlink()
-                out.parent.mkdir(parents=True, exist_ok=True)
                 logfile = out.with_name(out.name + ".log")
                 fh = open(logfile, "a")
                 argv = [sys.executable, "-m", "knowlab.cli", *run.resolved_argv(root)]
                 fh.write(f"$ {' '.join(argv)}\n")
                 fh.flush()
                 log(f"start {run.kind:9s} {run.name}")
-                proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=_env(threads))
-                running[run.key] = (run, proc, time.time(), fh)
+                proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=_env(threads),
+                                        pass_fds=(lock.fileno(),))
+                running[run.key] = (run, proc, time.time(), fh, lock)
             if not ready and not running and pending:
                 raise KnowlabError("study plan has runs whose dependencies can never finish")
             time.sleep(0.5)
     finally:
-        for run, proc, _, fh in running.values():
+        signal.signal(signal.SIGTERM, previous)
+        for run, proc, _, fh, lock in running.values():
             proc.terminate()
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
             fh.close()
+            lock.close()
