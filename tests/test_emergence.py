@@ -77,6 +77,9 @@ def test_the_verdict_names_the_first_point_or_the_trend():
     for x, v in ((1, 10.0), (2, 30.0), (3, 11.0)):
         flat.add(x, v)
     assert trend(flat) == "flat from 10.0% to 11.0%, not monotonically"
+    gap = Series("split", unit=" points")
+    gap.add(200, -10.0)
+    assert "at that point -10.0 points," in verdict("Split", "exposures", gap, lambda x: False, "rule", "paper")
 
 
 def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):

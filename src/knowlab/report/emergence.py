@@ -22,6 +22,7 @@ RISE = 2.0  # points: a smaller change between the first and last point is "flat
 class Series:
     label: str
     points: dict[float, list[float]] = field(default_factory=dict)  # axis value -> one value per seed (%)
+    unit: str = "%"  # " points" for a difference of two accuracies
 
     def add(self, x: float, value: float) -> None:
         self.points.setdefault(float(x), []).append(value)
@@ -65,7 +66,8 @@ def trend(series: Series) -> str:
     steps = [series.mean(b) - series.mean(a) for a, b in zip(xs, xs[1:])]
     monotone = all(d >= -RISE for d in steps) or all(d <= RISE for d in steps)
     way = "rising" if last - first >= RISE else "falling" if first - last >= RISE else "flat"
-    return f"{way} from {first:.1f}% to {last:.1f}%" + ("" if monotone else ", not monotonically")
+    u = series.unit
+    return f"{way} from {first:.1f}{u} to {last:.1f}{u}" + ("" if monotone else ", not monotonically")
 
 
 def verdict(what: str, axis: str, series: Series, shows: Callable[[float], bool], rule: str, paper_text: str) -> str:
@@ -77,7 +79,7 @@ def verdict(what: str, axis: str, series: Series, shows: Callable[[float], bool]
         return (f"{what}: the effect **appears** from {axis} = {hit:g} ({rule}); {paper_text}. "
                 f"Across the sweep: {trend(series)}.")
     return (f"{what}: the effect does **not** appear up to {axis} = {xs[-1]:g} ({rule}); at that point "
-            f"{series.mean(xs[-1]):.1f}%, {paper_text}; the trend is {trend(series)}.")
+            f"{series.mean(xs[-1]):.1f}{series.unit}, {paper_text}; the trend is {trend(series)}.")
 
 
 def _fmt(v: float | None) -> str:
@@ -160,7 +162,7 @@ class EmergenceSection:
                                                      f"paper alone {paper.CELEBRITY['minority alone']}%":
                                                      paper.CELEBRITY["minority alone"]}), ""]
         self._emit("celebrity", "exposures", [celeb, alone, bio])
-        gain = Series("gain")
+        gain = Series("gain", unit=" points")
         for x in celeb.xs():
             if x in alone.points:
                 gain.add(x, celeb.mean(x) - alone.mean(x))
@@ -221,7 +223,7 @@ class EmergenceSection:
                     self._plot("emergence-r7.png", "Result 7: GBERT vs MLM exposures", "exposures",
                                [easy, hard, bio], {}), ""]
         self._emit("gbert", "exposures", [easy, hard, bio])
-        split = Series("split")
+        split = Series("split", unit=" points")
         for x in easy.xs():
             split.add(x, easy.mean(x) - hard.mean(x))
         self.md += [verdict("GBERT split (birth date + major minus the other four, points)", "exposures", split,
