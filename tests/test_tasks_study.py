@@ -109,9 +109,20 @@ def test_report_section_tables_baselines_and_findings(tmp_path):
                               "train_people": n, "hints": hints, "seed": 0, "base": "M",
                               "variant": "reverse6" if (family, acc) == ("inverse", 0.4) else "multi5+permute",
                               "name": f"{family}-n{n}-{hints}"}})
+    # the augmentation study's six-QA extraction of the same model: 93% against full-attribute retrieval's 90%
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "extraction.json").write_text(json.dumps({"splits": {"test": {"exact": {"mean": 0.93}}}}))
+    (tmp_path / "eval" / "extraction.json.done.json").write_text("{}")
+    runs.append({"kind": "eval", "name": "extraction", "key": "x", "argv": [], "deps": [],
+                 "output": "@/eval/extraction.json",
+                 "tags": {"study": "manipulation-extraction", "studies": ["manipulation-extraction"], "seed": 0,
+                          "variant": "multi5+permute", "name": "multi5+permute"}})
     (tmp_path / "study.json").write_text(json.dumps({"study": "manipulation", "preset": "tiny", "seeds": [0],
                                                      "runs": runs}))
     report = build_report(tmp_path).read_text()
+    assert "Full-attribute retrieval (the six extraction questions" in report
+    assert "is within 5 points of the same base model's six-QA extraction" in report and "90.0%, -3.0 points" in report
+    assert "| company_city | 90.0 | 50.0 | above 96.6 (mean) |" in report
     assert "## Part 3.2: knowledge manipulation" in report
     assert "| birth_day | 90.0 | 50.0 | 82.3 |" in report  # ours, baseline, the paper's
     assert "| month_later | 20 | 50.0 | 95.0 | 100.0 | 55.0 | 50.0 |" in report

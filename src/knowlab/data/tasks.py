@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from knowlab.data.schema import ANSWER_PREFIX, MONTHS
+from knowlab.data.schema import ANSWER_PREFIX, ATTRIBUTES, MONTHS, QUESTIONS
 from knowlab.errors import KnowlabError
 
 HINT_PREFIX = " Hint:"  # the mode marker asking for hint + answer (ANSWER_PREFIX: answer only)
@@ -99,8 +99,15 @@ def _inverse(given: str, want: str) -> Task:
                 lambda x, luck: x["first"] if want == "first" else x["name"])
 
 
+def _full(attr: str) -> Task:
+    return Task(attr, "retrieval", QUESTIONS[attr], lambda x, luck: str(x[attr]))
+
+
 TASKS: dict[str, Task] = {t.name: t for t in [
-    # Retrieval ([P] §3): partial, then dual in the order asked.
+    # Retrieval ([P] §3, Figure 3): the six full-attribute questions of Part 3.1 (the paper's
+    # "single" retrieval, finetuned jointly with the rest, so it can be set against the same
+    # model's six-QA extraction), partial, then dual in the order asked.
+    *[_full(attr) for attr in ATTRIBUTES],
     Task("birth_day", "retrieval", "What is the birth day of {name}?", lambda x, luck: str(x["birth_day"])),
     Task("birth_year", "retrieval", "What is the birth year of {name}?", lambda x, luck: str(x["birth_year"])),
     _dual("birth_city+company", "Where was {name} born and which company did this person work for?",
