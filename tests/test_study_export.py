@@ -26,6 +26,14 @@ def test_an_export_reports_the_same_numbers_and_reruns_only_what_a_new_run_needs
     r = knowlab("study", "export", str(study), "--out", str(out))
     assert r.returncode == 0 and "files kept" in r.stdout, r.stdout + r.stderr
     assert not list(out.rglob("*.safetensors")) and not list(out.rglob("*.parquet"))
+    # a run that never finished leaves nothing in the export
+    (study / "pretrain" / "unfinished").mkdir()
+    (study / "pretrain" / "unfinished" / "metrics.jsonl").write_text("{}\n")
+    plan = json.loads((study / "study.json").read_text())
+    plan["runs"].append({**plan["runs"][1], "key": "u", "output": "@/pretrain/unfinished"})
+    (study / "study.json").write_text(json.dumps(plan))
+    r = knowlab("study", "export", str(study), "--out", str(tmp_path / "again"))
+    assert r.returncode == 0 and not (tmp_path / "again" / "pretrain" / "unfinished").exists()
     summary = json.loads((out / "EXPORT.json").read_text())
     assert summary["runs_trimmed"] and summary["bytes_cut"] > 0
 

@@ -1,10 +1,10 @@
 """`knowlab study export DIR --out OUT`: a study folder without its weights, small enough for git.
 
 A study folder holds gigabytes of models, checkpoints and datasets, but its report needs only
-the plan, the finish markers and each run's small JSON/JSONL files. The export keeps exactly
-those (and the logs and the report), so results survive the machine that made them: `knowlab
-study report OUT` rebuilds the same report, and `knowlab study run ... --out OUT` continues the
-sweep, skipping every finished run. A run whose outputs were cut is marked `"exported": true` in
+the plan, the finish markers and each finished run's small JSON/JSONL files. The export keeps
+exactly those, the logs and the report (nothing of an unfinished run), so results survive the
+machine that made them: `knowlab study report OUT` rebuilds the same report, and `knowlab study
+run ... --out OUT` continues the sweep, skipping every finished run. A run whose outputs were cut is marked `"exported": true` in
 its finish marker; when a new run needs it, the runner runs it again (same seed, same result).
 """
 
@@ -30,10 +30,11 @@ def keep(rel: Path, size: int) -> bool:
 
 
 def _run_of(rel: Path, outputs: list[str]) -> str | None:
-    """The plan output (e.g. 'pretrain/x-s0-ab12') a file belongs to, if any."""
+    """The plan output (e.g. 'pretrain/x-s0-ab12') a file belongs to, if any: a file in it, or
+    its log, lock or finish marker beside it."""
     text = rel.as_posix()
     for out in outputs:
-        if text == out or text.startswith(out + "/"):
+        if text == out or text.startswith((out + "/", out + ".")):
             return out
     return None
 
@@ -57,14 +58,16 @@ def export_study(src: str | Path, out: str | Path) -> dict:
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             rel = path.relative_to(src)
             size = path.stat().st_size
-            if keep(rel, size):
+            run = _run_of(rel, outputs)
+            # An unfinished run's files would only mislead a report or a resumed run: all cut.
+            finished = run is None or (src / (run + ".done.json")).is_file()
+            if finished and keep(rel, size):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, tmp / rel)
                 kept += 1
             else:
                 cut, cut_bytes = cut + 1, cut_bytes + size
-                run = _run_of(rel, outputs)
-                if run:
+                if run and finished:
                     trimmed.add(run)
         for run in trimmed:
             marker = tmp / (run + ".done.json")
