@@ -4,12 +4,14 @@ A study folder holds gigabytes of models, checkpoints and datasets, but its repo
 the plan, the finish markers and each finished run's small JSON/JSONL files. The export keeps
 exactly those, the logs and the report (nothing of an unfinished run), so results survive the
 machine that made them: `knowlab study report OUT` rebuilds the same report, and `knowlab study
-run ... --out OUT` continues the sweep, skipping every finished run. A run whose outputs were cut is marked `"exported": true` in
-its finish marker; when a new run needs it, the runner runs it again (same seed, same result).
+run ... --out OUT` continues the sweep, skipping every finished run. A run whose outputs were
+cut is marked `"exported": true` in its finish marker; when a new run needs it, the runner runs
+it again (same seed, same result).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -42,8 +44,6 @@ def _run_of(rel: Path, outputs: list[str]) -> str | None:
 def export_study(src: str | Path, out: str | Path) -> dict:
     """Copy what the report needs from study folder `src` to `out`; returns the summary written
     to OUT/EXPORT.json."""
-    import json
-
     src, out = Path(src).resolve(), Path(out).resolve()
     if not (src / "study.json").is_file():
         raise KnowlabError(f"{src}: not a study folder (no study.json); export a folder made by 'knowlab study run'")
@@ -57,6 +57,8 @@ def export_study(src: str | Path, out: str | Path) -> dict:
     with atomic_dir(out) as tmp:
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             rel = path.relative_to(src)
+            if rel.suffix == ".lock":  # a running run's lock (study/runner.py): not a result
+                continue
             size = path.stat().st_size
             run = _run_of(rel, outputs)
             # An unfinished run's files would only mislead a report or a resumed run: all cut.
