@@ -3,7 +3,9 @@
 Caching: a run is finished when `<output>.done.json` exists (written by the runner after the
 process exits 0, holding the run's key and argv). A rerun skips finished runs; an interrupted
 pretraining resumes from its last checkpoint (`--resume auto` is in its argv). A run whose
-process fails stops the study with its log's last lines; finished runs stay cached.
+process fails stops the study with its log's last lines; finished runs stay cached. A finished
+run whose outputs `knowlab study export` cut runs again only when an unfinished run needs it.
+While a run's process lives it holds `<output>.lock`, and `kill` of the study stops its runs.
 """
 
 from __future__ import annotations
