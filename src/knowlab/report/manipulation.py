@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from knowlab.data.schema import ATTRIBUTES
 from knowlab.data.tasks import TASKS
 from knowlab.report.collect import StudyRuns, eval_rows
 
@@ -24,9 +25,8 @@ PAPER_CURVES = {
                     "hint-": (59.6, 63.4, 67.0, 75.8, 86.7)},
 }
 # What the notes give per task: a number (%) or, in words, a pattern read off a figure.
-FULL_ATTRIBUTE = ("birth_date", "birth_city", "university", "major", "company", "company_city")
 PAPER_RETRIEVAL: dict[str, float | str] = {
-    **{t: "above 96.6 (mean)" for t in FULL_ATTRIBUTE},
+    **{t: "above 96.6 (mean)" for t in ATTRIBUTES},
     "birth_day": 82.3,
     **{t: "near 100" for t in ("birth_city+company", "company+birth_city", "university+major",
                                "major+university", "company_city+company", "company+company_city")}}
@@ -149,7 +149,7 @@ def section(runs: StudyRuns, fig: Callable | None = None) -> tuple[list[str], li
                         f"{100 * mean:.1f}% on average against a {100 * base:.1f}% baseline "
                         f"(paper: {PAPER_PATTERNS['retrieval']}).")
         extraction = extraction_accuracy(runs)
-        full = [ret["acc"][t] for t in FULL_ATTRIBUTE if ret["acc"].get(t) is not None]
+        full = [ret["acc"][t] for t in ATTRIBUTES if ret["acc"].get(t) is not None]
         if extraction is not None and full:
             gap = 100 * (_mean(full) - extraction)
             near = "within" if abs(gap) <= NEAR_EXTRACTION else "**not** within"
