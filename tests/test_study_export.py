@@ -1,9 +1,19 @@
 """`knowlab study export`: a study folder without weights rebuilds the same results and continues."""
 
+import fcntl
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
+
+from knowlab.errors import KnowlabError
 from knowlab.study.export import keep
+from knowlab.study.plan import Run
+from knowlab.study.runner import execute
 from test_study import SMOKE, knowlab
 
 
@@ -64,14 +74,6 @@ def test_bad_exports_are_one_line(tmp_path):
 
 
 def test_a_run_held_by_another_process_is_not_started_twice(tmp_path):
-    import fcntl
-
-    import pytest
-
-    from knowlab.errors import KnowlabError
-    from knowlab.study.plan import Run
-    from knowlab.study.runner import execute
-
     run = Run("data", "held", ["data", "generate", "--out", "{out}", "--people", "8"])
     run.path(tmp_path).parent.mkdir(parents=True)
     with open(tmp_path / "data" / (run.path(tmp_path).name + ".lock"), "w") as held:
@@ -82,11 +84,6 @@ def test_a_run_held_by_another_process_is_not_started_twice(tmp_path):
 
 
 def test_stopping_a_study_stops_its_runs(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "knowlab.cli", "study", "run", "augmentation", "--preset", "tiny",
            "--out", str(out), *SMOKE, "pretrain.steps=100000"]
