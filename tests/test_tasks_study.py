@@ -25,7 +25,7 @@ def plan(study: str, **extra: str):
 
 
 def test_the_base_model_is_the_augmentation_studys_run():
-    _, aug = plan("augmentation", augmentation_variants="[multi5+permute]")
+    _, aug = plan("augmentation")
     planner, rows = plan("manipulation")
     aug_pretrain = {d.key for r in aug for d in r.deps if d.kind == "finetune" for d in d.deps if d.kind == "pretrain"}
     pretrains = [r for r in planner.ordered() if r.kind == "pretrain"]
@@ -33,7 +33,7 @@ def test_the_base_model_is_the_augmentation_studys_run():
 
 
 def test_retrieval_is_read_against_the_augmentation_studys_extraction_of_the_same_model():
-    _, aug = plan("augmentation", augmentation_variants="[multi5+permute]")
+    _, aug = plan("augmentation")
     _, rows = plan("manipulation")
     [extraction] = [r for r in rows if r.kind == "eval"]
     assert extraction.tags["study"] == "manipulation-extraction"
@@ -50,21 +50,21 @@ def test_the_plan_has_a_curve_with_and_without_hints():
                          + [(f, n, h) for f in ("classification", "comparison") for n in (25, 125)
                             for h in ("none", "mixed")])
     tuned = [d for r in rows for d in r.deps if d.kind == "finetune"]
-    assert all("eval_every=0" in t.argv and "lora.r=16" in t.argv for t in tuned)
+    assert all("eval_every=0" in t.argv and "method=full" in t.argv and "steps=600" in t.argv for t in tuned)
     assert len({t.key for t in tuned}) == len(rows)
 
 
 def test_m_prime_and_inverse_search_on_reversed_bios():
     planner, rows = plan("manipulation", **{"manipulation.extraction_first": "true",
                                             "manipulation.families": "[inverse]",
-                                            "manipulation.inverse_variants": "[reverse6, multi5+permute]"})
+                                            "manipulation.inverse_variants": "[reverse6, multi5+permute+fullname]"})
     rows = [r for r in rows if r.kind == "eval-tasks"]
-    assert [(r.tags["variant"], r.tags["base"]) for r in rows] == [("multi5+permute", "M'"), ("reverse6", "M'")]
+    assert [(r.tags["variant"], r.tags["base"]) for r in rows] == [("multi5+permute+fullname", "M'"), ("reverse6", "M'")]
     for r in rows:
         tuned = next(d for d in r.deps if d.kind == "finetune")
         m_prime = next(d for d in tuned.deps if d.kind == "finetune")  # the six-QA extraction finetune
         assert next(d for d in m_prime.deps if d.kind == "pretrain").tags["variant"] == r.tags["variant"]
-    _, aug = plan("augmentation", augmentation_variants="[multi5+permute]")
+    _, aug = plan("augmentation")
     aug_tuned = {d.key for r in aug for d in r.deps if d.kind == "finetune"}
     assert m_prime.key not in aug_tuned  # reverse6's; the base variant's is shared:
     first = next(d for d in rows[0].deps if d.kind == "finetune")
