@@ -134,6 +134,8 @@ def test_report_section_tables_baselines_and_findings(tmp_path):
     assert "Retrieval of part of a value or two values at once appears" in report
     assert "Month ranking without a hint does **not** rise" in report
     assert "The hint (chain of thought) helps `month_later`" in report
+    assert ("The hint helps even/odd month by 15 points or more at 20 training people: 95.0% trained and tested "
+            "with it against 50.0% trained without it") in report
     assert (tmp_path / "figures" / "manipulation.png").is_file()
     csv = (tmp_path / "results.csv").read_text()
     assert "manipulation,comparison-n20-mixed,multi5+permute,0,comparison/n20/mixed,test,hint_accuracy,month_later,1.0" in csv
