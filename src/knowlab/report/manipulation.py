@@ -42,7 +42,7 @@ PAPER_PATTERNS = {
 ABOVE_CHANCE = 10.0  # points over the majority baseline for an effect to count as "appears"
 NEAR_EXTRACTION = 5.0  # points: retrieval "matches" the base model's six-QA extraction within this
 # Points by which hint training tested with the hint must beat no-hint training on even/odd month
-# for the hint to count as helping: the paper's smallest gap is 17.4 (77.8 vs 60.4 at 2.5k people).
+# for the hint to count as helping: the paper's smallest gap is 17.4 (PAPER_CURVES, 2.5k people).
 HINT_GAIN = 15.0
 
 
@@ -237,10 +237,12 @@ def _curve_findings(series: dict[str, dict[str, dict[int, float]]]) -> list[str]
     with_hint, none = last("month_mod2", "hint+"), last("month_mod2", "none")
     if with_hint and none:
         helps = 100 * (with_hint[1] - none[1]) >= HINT_GAIN
+        paper = PAPER_CURVES["month_mod2"]
         out.append(f"The hint {'helps' if helps else 'does **not** help'} even/odd month by {HINT_GAIN:.0f} points "
                    f"or more at {with_hint[0]:,} training people: {100 * with_hint[1]:.1f}% trained and tested "
-                   f"with it against {100 * none[1]:.1f}% trained without it (paper: 77.8 against 60.4 at 2.5k "
-                   f"people, 99.5 against 95.3 at 50k).")
+                   f"with it against {100 * none[1]:.1f}% trained without it (paper: {paper['hint+'][0]} against "
+                   f"{paper['none'][0]} at {PAPER_SIZES[0] / 1000:g}k people, {paper['hint+'][-1]} against "
+                   f"{paper['none'][-1]} at {PAPER_SIZES[-1] // 1000}k).")
     for task in ("month_later", "month_diff", "luck_later", "luck_diff"):
         with_hint, none = last(task, "hint+"), last(task, "none")
         if with_hint and none:
