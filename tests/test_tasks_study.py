@@ -49,9 +49,27 @@ def test_the_plan_has_a_curve_with_and_without_hints():
     assert got == sorted([("retrieval", 0, "none"), ("inverse", 0, "none")]
                          + [(f, n, h) for f in ("classification", "comparison") for n in (25, 125)
                             for h in ("none", "mixed")])
-    tuned = [d for r in rows for d in r.deps if d.kind == "finetune"]
-    assert all("eval_every=0" in t.argv and "method=full" in t.argv and "steps=600" in t.argv for t in tuned)
-    assert len({t.key for t in tuned}) == len(rows)
+    tuned = {r.tags["family"] + str(r.tags["train_people"]) + r.tags["hints"]: next(d for d in r.deps if d.kind == "finetune")
+             for r in rows}
+    assert all("eval_every=0" in t.argv and "method=full" in t.argv for t in tuned.values())
+    # tiny.yaml's family_finetune: retrieval 350, classification 1,200, the rest `finetune`'s 600
+    steps = {k: next(a for a in t.argv if a.startswith("steps=")) for k, t in tuned.items()}
+    assert steps.pop("retrieval0none") == "steps=350" and steps.pop("inverse0none") == "steps=600"
+    assert {v for k, v in steps.items() if k.startswith("classification")} == {"steps=1200"}
+    assert {v for k, v in steps.items() if k.startswith("comparison")} == {"steps=600"}
+    assert len({t.key for t in tuned.values()}) == len(rows)
+
+
+def test_family_finetune_overrides_one_family_only():
+    _, rows = plan("manipulation", **{"manipulation.train_fractions": "[1.0]",
+                                      "manipulation.family_finetune": "{retrieval: {steps: 7}}"})
+    steps = {r.tags["family"]: next(a for a in next(d for d in r.deps if d.kind == "finetune").argv
+                                    if a.startswith("steps="))
+             for r in rows if r.kind == "eval-tasks"}
+    assert steps.pop("retrieval") == "steps=7"
+    assert set(steps.values()) == {"steps=600"} and steps  # the others keep `finetune`
+    with pytest.raises(KnowlabError, match="'sorting' is not a task family"):
+        plan("manipulation", **{"manipulation.family_finetune": "{sorting: {steps: 7}}"})
 
 
 def test_m_prime_and_inverse_search_on_reversed_bios():

@@ -79,6 +79,15 @@ def _data_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_holdout(args: argparse.Namespace) -> int:
+    from knowlab.data.holdout import write_holdout
+
+    m = write_holdout(args.data, args.out, fraction=args.fraction, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {args.out}: {m['counts']['p_train']:,} training and {m['counts']['p_test']:,} validation "
+          f"people, all from P_train of {args.data} (its P_test is left out)")
+    return 0
+
+
 def _export_jsonl(args: argparse.Namespace) -> int:
     from knowlab.data.export import export_jsonl
 
@@ -131,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--overwrite", action="store_true")
     tasks.add_argument("overrides", nargs="*", help="key=value overrides of TaskConfig")
     tasks.set_defaults(func=_data_tasks)
+
+    hold = data.add_parser("holdout", help="a validation copy of a dataset: P_test removed, part of P_train "
+                           "relabelled as test, so settings are chosen without the evaluation people")
+    hold.add_argument("data", metavar="DATA", help="a dataset folder from 'knowlab data generate'")
+    hold.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+    hold.add_argument("--fraction", type=float, default=0.5, help="share of P_train used for validation (default 0.5)")
+    hold.add_argument("--seed", type=int, default=0, help="which P_train people are held out")
+    hold.add_argument("--overwrite", action="store_true")
+    hold.set_defaults(func=_data_holdout)
 
     export = sub.add_parser("export", help="export datasets and tasks for outside tools").add_subparsers(dest="action", required=True, parser_class=Parser)
     jl = export.add_parser("jsonl", help="write bios/qa/people as JSONL next to the Parquet files")

@@ -116,6 +116,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         inner = args[0] if args else str
         items = [_coerce(v, inner, key) for v in value]
         return items if origin is list else tuple(items)
+    if origin is dict:
+        if isinstance(value, str):  # a CLI value such as "{retrieval: {steps: 350}}"
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise KnowlabError(f"{key}: expected a mapping such as {{a: 1}}, got {value!r}") from None
+        if not isinstance(value, dict):
+            raise KnowlabError(f"{key}: expected a mapping, got {value!r}")
+        inner = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, inner, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value

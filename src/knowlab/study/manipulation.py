@@ -39,6 +39,9 @@ class ManipulationConfig:
     # Paper (App. C): LoRA rank 16 on q/v (128 on the embedding), lr 1e-3, whatever the study's
     # own QA finetune is.
     finetune: dict[str, Any] = field(default_factory=lambda: {"method": "lora", "lora.r": 16, "lora_lr": 1e-3})
+    # Per-family overrides on top of `finetune`, e.g. {retrieval: {steps: 350}}: families differ in
+    # how many tasks (so rows per person) one finetune holds.
+    family_finetune: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_rows: int = 0  # test rows scored per task; 0 = all
     # The paper's M': start every task finetune from the six-QA extraction finetune of the base
     # model (the augmentation study's finetune run) instead of the BIO-pretrained model M.
@@ -58,6 +61,10 @@ class ManipulationConfig:
                                f"valid: {', '.join(FAMILIES)}")
         if not self.train_fractions or any(not 0 < f <= 1 for f in self.train_fractions):
             raise KnowlabError(f"manipulation.train_fractions must be fractions in (0, 1], got {self.train_fractions}")
+        bad = [f for f in self.family_finetune if f not in FAMILIES]
+        if bad:
+            raise KnowlabError(f"manipulation.family_finetune: '{bad[0]}' is not a task family; "
+                               f"valid: {', '.join(FAMILIES)}")
         if self.pairs < 1 or self.eval_rows < 0:
             raise KnowlabError("manipulation.pairs must be at least 1 and manipulation.eval_rows 0 or more")
 
@@ -91,8 +98,9 @@ def eval_run(planner: Planner, model: Run, tasks: Run) -> Run:
 def _task_eval(planner: Planner, data: Run, model: Run, family: str, seed: int, n: int, hints: str) -> Run:
     """Task folder -> finetune of `model` -> eval, tagged for the report."""
     tasks = tasks_run(planner, data, family, seed, n, hints)
-    tuned = planner.finetune(model, tasks, seed, name=f"manip-{tasks.name}", eval_every=0,
-                             **planner.cfg.manipulation.finetune)
+    mcfg = planner.cfg.manipulation
+    settings = {**mcfg.finetune, **mcfg.family_finetune.get(family, {})}
+    tuned = planner.finetune(model, tasks, seed, name=f"manip-{tasks.name}", eval_every=0, **settings)
     tuned.tags.update(family=family, train_people=n, hints=hints, name=tasks.name,
                       base="M'" if model.kind == "finetune" else "M")
     return planner._tag(eval_run(planner, tuned, tasks), "manipulation")
