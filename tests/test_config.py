@@ -24,6 +24,7 @@ class Outer:
     flag: bool = False
     inner: Inner = field(default_factory=Inner)
     items: list[str] = field(default_factory=list)
+    table: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -33,6 +34,9 @@ def test_yaml_then_overrides(tmp_path):
     assert cfg == Outer(steps=20, flag=True, inner=Inner(lr=0.5, kind="b"), items=["x", "y"])
     assert to_dict(cfg)["inner"]["lr"] == 0.5
     assert replace(cfg, steps="30").steps == 30
+    # a mapping field takes YAML from the command line, and dot-keys below it
+    assert load(Outer, None, {"table": "{a: {b: 2}}"}).table == {"a": {"b": 2}}
+    assert load(Outer, None, {"table.a.b": "3"}).table == {"a": {"b": 3}}
 
 
 @pytest.mark.parametrize("over,needle", [
@@ -42,6 +46,9 @@ def test_yaml_then_overrides(tmp_path):
     ({"steps": "1.5"}, "steps: expected an integer"),
     ({"inner.kind": "c"}, "inner.kind: 'c' is not valid; valid: a, b"),
     ({"flag": "maybe"}, "flag: expected true or false"),
+    ({"table": "{a: 1"}, "table: expected a mapping such as"),
+    ({"table": "[1, 2]"}, "table: expected a mapping"),
+    ({"table": "{a: {b: x}}"}, "table.a.b: expected an integer"),
 ])
 def test_bad_values_name_the_key(over, needle):
     with pytest.raises(KnowlabError, match=needle):
