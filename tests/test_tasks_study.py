@@ -99,9 +99,13 @@ def test_manipulation_stays_out_of_all_and_bad_settings_are_errors():
 
 
 def _fake_eval(family: str, acc: float, hint_acc: float | None = None) -> dict:
+    from knowlab.data.schema import ATTRIBUTES
+
     tasks = family_tasks(family)
+    # retrieval: the partial and dual tasks 20 points under the six full-attribute ones
+    exact = {t: acc - 0.2 if family == "retrieval" and t not in ATTRIBUTES else acc for t in tasks}
     test = {"rows": 10, "baseline": {t: 0.5 for t in tasks},
-            "answer": {"exact": {**{t: acc for t in tasks}, "mean": acc}}}
+            "answer": {"exact": {**exact, "mean": acc}}}
     if hint_acc is not None:
         test["hint"] = {"exact": {**{t: hint_acc for t in tasks}, "mean": hint_acc},
                         "hint": {**{t: 1.0 for t in tasks}, "mean": 1.0}}
@@ -142,14 +146,14 @@ def test_report_section_tables_baselines_and_findings(tmp_path):
     assert "is within 5 points of the same base model's six-QA extraction" in report and "90.0%, -3.0 points" in report
     assert "| company_city | 90.0 | 50.0 | above 96.6 (mean) |" in report
     assert "## Part 3.2: knowledge manipulation" in report
-    assert "| birth_day | 90.0 | 50.0 | 82.3 |" in report  # ours, baseline, the paper's
+    assert "| birth_day | 70.0 | 50.0 | 82.3 |" in report  # ours, baseline, the paper's
     assert "| month_later | 20 | 50.0 | 95.0 | 100.0 | 55.0 | 50.0 |" in report
     assert "| month_mod2 | 60.4/67.3/75.9/86.4/95.3 |" in report
     assert "inverse-search failure appears" in report
     assert "| all_to_first | 0.0 | 40.0 | 50.0 | about 0 |" in report
-    assert "| university+major | 90.0 | 50.0 | near 100 |" in report and "by greedy decoding" in report
+    assert "| university+major | 70.0 | 50.0 | near 100 |" in report and "by greedy decoding" in report
     assert "On `reverse6` bios inverse search improves" in report
-    assert "Retrieval of part of a value or two values at once appears" in report
+    assert "Retrieval of part of a value or two values at once appears at this scale: 70.0% on average" in report
     assert "Month ranking without a hint does **not** rise" in report
     assert "The hint (chain of thought) helps `month_later`" in report
     assert ("The hint helps even/odd month by 15 points or more at 20 training people: 95.0% trained and tested "
