@@ -31,6 +31,7 @@ def holdout_ids(people: pa.Table, fraction: float, seed: int) -> tuple[list[int]
     if not 0 < n_val < len(train):
         raise KnowlabError(f"fraction={fraction} leaves {n_val} of {len(train)} P_train people for validation; "
                            "choose a fraction that keeps at least one person on each side")
+    # A stream of its own (the second word tags it), apart from the dataset's generation streams.
     order = np.random.default_rng(np.random.SeedSequence([seed, 0x401D])).permutation(len(train))
     val = sorted(train[k] for k in order[:n_val])
     keep = sorted(set(train) - set(val))
