@@ -55,16 +55,13 @@ class ManipulationConfig:
 
         for v in [self.variant, *self.inverse_variants]:
             parse_spec(v)
-        bad = [f for f in self.families if f not in FAMILIES]
-        if bad or not self.families:
-            raise KnowlabError(f"manipulation.families: '{bad[0] if bad else ''}' is not a task family; "
-                               f"valid: {', '.join(FAMILIES)}")
+        for key, names in (("families", self.families), ("family_finetune", list(self.family_finetune))):
+            bad = [f for f in names if f not in FAMILIES]
+            if bad or (key == "families" and not names):
+                raise KnowlabError(f"manipulation.{key}: '{bad[0] if bad else ''}' is not a task family; "
+                                   f"valid: {', '.join(FAMILIES)}")
         if not self.train_fractions or any(not 0 < f <= 1 for f in self.train_fractions):
             raise KnowlabError(f"manipulation.train_fractions must be fractions in (0, 1], got {self.train_fractions}")
-        bad = [f for f in self.family_finetune if f not in FAMILIES]
-        if bad:
-            raise KnowlabError(f"manipulation.family_finetune: '{bad[0]}' is not a task family; "
-                               f"valid: {', '.join(FAMILIES)}")
         if self.pairs < 1 or self.eval_rows < 0:
             raise KnowlabError("manipulation.pairs must be at least 1 and manipulation.eval_rows 0 or more")
 
