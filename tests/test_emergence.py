@@ -33,6 +33,13 @@ def test_every_sweep_point_is_one_tagged_run():
     assert {("1", "people", 250), ("1", "people", 500), ("1", "exposures", 50), ("1", "exposures", 100)} <= points
     assert {("6", "exposures", 100), ("6", "exposures", 300), ("7", "exposures", 200), ("7", "exposures", 400)} <= points
     assert {("4-5", "width", 64), ("4-5", "width", 128), ("4-5", "people", 250), ("4-5", "people", 500)} <= points
+    # each probing point: a Q-probe and its probe-free control, both on the point's pretraining
+    for kind in ("probe-q", "probe-readout"):
+        runs = [r for r in rows if r.kind == kind]
+        assert {(p["axis"], p["value"]) for r in runs for p in r.tags["emergence"]} == {
+            ("width", 64), ("width", 128), ("people", 250), ("people", 500)}
+    probe_of = {r.deps[0].key for r in rows if r.kind == "probe-q"}
+    assert {r.deps[0].key for r in rows if r.kind == "probe-readout"} == probe_of
     # N=250 at 100 exposures lies on both Result 1 axes: one run, two tags
     shared = {r.key for r in rows if r.tags.get("study") == "emergence-mixed"
               and len({p["axis"] for p in r.tags["emergence"]}) == 2}
@@ -95,6 +102,7 @@ def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
                     "Results 4-5: Q-probing against", "Result 7: GBERT's per-attribute"):
         assert heading in report
     assert report.count("appear") >= 5  # a verdict per axis
+    assert "Control against width: the linear readout at the name reads" in report
     assert (out / "figures" / "emergence-r6.png").is_file() and (out / "figures" / "emergence-r1-people.png").is_file()
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {"emergence-mixed", "emergence-celebrity", "emergence-probing", "emergence-gbert"} <= {r["study"] for r in rows}

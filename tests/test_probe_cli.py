@@ -65,12 +65,43 @@ def test_p_cli_writes_to_out(run_dir, tiny_dataset, tmp_path):
     (["probe", "p", "{run}", "--data", "{data}", "--preset", "huge"], "unknown probe preset 'huge'"),
     (["probe", "q", "{run}", "--data", "{data}", "steps=1", "layer=7"], "layer 7 is out of range"),
     (["probe", "q", "{data}", "--data", "{data}"], "no model found"),
+    (["probe", "readout", "{tmp}/nothing", "--data", "{data}"], "no model found"),
+    (["probe", "readout", "{run}", "--data", "{tmp}/nothing"], "no such dataset folder"),
+    (["probe", "readout", "{run}", "--data", "{data}", "--l2", "-1"], "--l2 must be 0 or more"),
+    (["probe", "readout", "{run}", "--data", "{data}", "--threads", "0"], "--threads must be at least 1"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, message, run_dir, tiny_dataset, tmp_path, capsys):
     args = [a.format(tmp=tmp_path, run=run_dir, data=tiny_dataset) for a in args]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_readout_cli_writes_every_layer_and_place(run_dir, tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "readout"
+    assert main(["probe", "readout", str(run_dir), "--data", str(tiny_dataset), "--out", str(out)]) == 0
+    result = json.loads((out / "readout.json").read_text())
+    assert result["kind"] == "readout" and result["name"] == "run" and result["places"] == ["name", "pos1"]
+    assert result["layers"] == 2  # embeddings and the one block
+    for place in result["places"]:
+        assert set(result["accuracy"][place]) == set(result["tasks"]) == set(result["baseline"])
+        assert all(len(v) == 2 and all(0.0 <= a <= 1.0 for a in v) for v in result["accuracy"][place].values())
+    assert result["counts"]["train_people"] + result["counts"]["test_people"] == 40
+    assert "(baseline" in capsys.readouterr().out and not list(out.glob(".*.tmp"))
+
+
+def test_readout_fit_reads_a_linear_signal_and_not_noise():
+    import torch
+
+    from knowlab.probe.readout import fit_score
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 5
+    signal = torch.nn.functional.one_hot(y, 5).float() * 3 + 0.1 * torch.randn(200, 5, generator=gen)
+    x = torch.cat([signal, torch.randn(200, 11, generator=gen)], 1)
+    assert fit_score(x[:100], y[:100], x[100:], y[100:], 5, 1e-3) == 1.0
+    noise = torch.randn(200, 16, generator=gen)
+    assert fit_score(noise[:100], y[:100], noise[100:], y[100:], 5, 1e-3) < 0.45
 
 
 def test_presets_and_overrides():

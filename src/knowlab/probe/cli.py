@@ -2,10 +2,13 @@
 
     knowlab probe p RUN --data DIR [--out DIR] [--preset tiny|paper | --config FILE] [key=value ...]
     knowlab probe q RUN --data DIR ...
+    knowlab probe readout RUN --data DIR [--out DIR] [--l2 1e-3] [--threads 1]
 
 MODEL_DIR is an HF model folder or a run folder holding one at model/. Writes p_probe.json and
 p_probe.png (q_probe.* for q) into --out, by default the run folder (or the model folder).
 Overrides address the probe's section: `steps=500` or `p.steps=500`, `optim.lr=3e-4`.
+`readout` is the probe-free control (probe/readout.py): a logistic regression on frozen hidden
+states at the name and at bio position 1, every layer; it writes readout.json.
 """
 
 from __future__ import annotations
@@ -48,6 +51,13 @@ def register(sub, export) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=500 share_embedding_update=true")
         p.set_defaults(func=_run, kind=kind)
+    r = kinds.add_parser("readout", help="probe-free control: logistic regression on frozen hidden states")
+    r.add_argument("model_dir", metavar="MODEL_DIR", help="HF model folder, or a run folder with model/")
+    r.add_argument("--data", required=True, help="dataset folder the model was pretrained on")
+    r.add_argument("--out", help="output folder (default: the run folder, else the model folder)")
+    r.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the classifier's weights")
+    r.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    r.set_defaults(func=_readout)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,6 +79,29 @@ def _run(args: argparse.Namespace) -> int:
     result = probe_model(args.model_dir, args.data, cfg, out, show_progress=False if args.no_progress else None)
     print(_summary(result))
     print(f"wrote {out / f'{args.kind}_probe.json'} and {out / f'{args.kind}_probe.png'}")
+    return 0
+
+
+def _readout(args: argparse.Namespace) -> int:
+    import torch
+
+    from knowlab.errors import KnowlabError
+    from knowlab.io import write_json_atomic
+    from knowlab.models.runtime import resolve_model_dir
+    from knowlab.probe.readout import linear_readout, summary
+    from knowlab.probe.run import default_out
+
+    if not Path(args.data).is_dir():
+        raise KnowlabError(f"--data {args.data}: no such dataset folder")
+    if args.threads < 1:
+        raise KnowlabError(f"--threads must be at least 1, got {args.threads}")
+    resolve_model_dir(args.model_dir)
+    torch.set_num_threads(args.threads)
+    result = linear_readout(args.model_dir, args.data, l2=args.l2)
+    out = Path(args.out) if args.out else default_out(args.model_dir)
+    write_json_atomic(out / "readout.json", result)
+    print(summary(result))
+    print(f"wrote {out / 'readout.json'}")
     return 0
 
 

@@ -82,6 +82,13 @@ def verdict(what: str, axis: str, series: Series, shows: Callable[[float], bool]
             f"{series.mean(xs[-1]):.1f}{series.unit}, {paper_text}; the trend is {trend(series)}.")
 
 
+def last_layer_mean(readout: dict, place: str = "name") -> tuple[float, float]:
+    """(mean held-out accuracy at the last layer, mean majority baseline), in %, of a readout.json."""
+    tasks = readout["tasks"]
+    acc = sum(readout["accuracy"][place][t][-1] for t in tasks) / len(tasks)
+    return 100 * acc, 100 * sum(readout["baseline"][t] for t in tasks) / len(tasks)
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None or math.isnan(v) else f"{v:.1f}"
 
@@ -178,23 +185,36 @@ class EmergenceSection:
     def result45(self) -> None:
         qa_points = _tagged(self.runs, "emergence-qa", "4-5")
         probe_points = _tagged(self.runs, "emergence-probe-q", "4-5")
+        readout_points = _tagged(self.runs, "emergence-readout", "4-5")
         if not probe_points:
             return
         self.md += ["### Results 4-5: Q-probing against QA accuracy, by width and people",
                     "The Q-probe reads each attribute from the hidden state at the end of the bare name; "
                     "it should track the model's QA accuracy after finetuning (Figure 7). Probe: mean over "
-                    "its tasks; QA: P_test exact match.", ""]
+                    "its tasks on P_test, and on the people it was trained on; QA: P_test exact match. The "
+                    "control has no trainable part in the model: a logistic regression on the frozen last "
+                    "layer at the name's last token (`knowlab probe readout`), with its majority baseline.", ""]
         for axis in ("width", "people"):
             qa, probe = _fill(self.runs, Series("QA P_test"), qa_points, axis), Series("Q-probe mean")
+            probe_train, readout, base = Series("Q-probe, its training people"), Series("linear readout"), \
+                Series("readout baseline")
             for run, ax, x in probe_points:
                 if ax == axis:
-                    acc = self.runs.read_json(run, "q_probe.json")["accuracy"]
-                    probe.add(x, 100 * sum(acc.values()) / len(acc))
+                    result = self.runs.read_json(run, "q_probe.json")
+                    probe.add(x, 100 * sum(result["accuracy"].values()) / len(result["accuracy"]))
+                    train = result.get("train_accuracy") or {}
+                    if train:
+                        probe_train.add(x, 100 * sum(train.values()) / len(train))
+            for run, ax, x in readout_points:
+                if ax == axis:
+                    acc, chance = last_layer_mean(self.runs.read_json(run, "readout.json"))
+                    readout.add(x, acc)
+                    base.add(x, chance)
             if not probe.points:
                 continue
             self.md += [self._plot(f"emergence-r45-{axis}.png", f"Results 4-5: Q-probe and QA vs {axis}", axis,
-                                   [qa, probe], {"paper Q-probe ~100%": 100.0}), ""]
-            self._emit("probing", axis, [qa, probe])
+                                   [qa, probe, readout], {"paper Q-probe ~100%": 100.0}), ""]
+            self._emit("probing", axis, [s for s in (qa, probe, probe_train, readout, base) if s.points])
 
             def shows(x: float, qa=qa, probe=probe) -> bool:
                 return x in qa.points and qa.mean(x) >= 50 and abs(probe.mean(x) - qa.mean(x)) <= 15
@@ -202,6 +222,11 @@ class EmergenceSection:
             self.md += [verdict(f"Q-probe tracking QA against {axis}", axis, probe, shows,
                                 "QA at least 50% and the probe within 15 points of it",
                                 "the paper's Q-probe reads 99-100% where QA is 96%"), ""]
+            if readout.points:
+                top = readout.xs()[-1]
+                self.md += [f"Control against {axis}: the linear readout at the name reads {readout.mean(top):.1f}% "
+                            f"at {axis} = {top:g} against a {base.mean(top):.1f}% majority baseline; "
+                            f"the trend is {trend(readout)}.", ""]
 
     def result7(self) -> None:
         points = _tagged(self.runs, "emergence-gbert", "7")

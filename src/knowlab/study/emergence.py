@@ -8,7 +8,8 @@ carries both tags and is trained once.
 
     Result 1    mixed training, P_test QA against people N (at fixed exposures) and exposures
     Result 6    the minority with and without celebrities against the minority's exposures
-    Results 4-5 Q-probe next to QA accuracy against model width and people N
+    Results 4-5 Q-probe next to QA accuracy against model width and people N, with the
+                probe-free linear readout (probe/readout.py) as the control
     Result 7    GBERT's per-attribute QA accuracy against masked-LM exposures
 """
 
@@ -79,7 +80,8 @@ def probing(pl: Planner, seed: int) -> list[Run]:
         model = pl.pretrain(data, name, seed, **over)
         qa = pl._tag(pl.evaluate(pl.finetune(model, data, seed), data), "emergence-qa")
         probe = pl._tag(pl.probe("q", model, data), "emergence-probe-q")
-        rows += [_point(qa, "4-5", axis, value), _point(probe, "4-5", axis, value)]
+        readout = pl._tag(pl.readout(model, data), "emergence-readout")
+        rows += [_point(run, "4-5", axis, value) for run in (qa, probe, readout)]
     return rows
 
 

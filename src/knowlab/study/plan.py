@@ -38,7 +38,7 @@ ROOT = "@"
 
 @dataclass
 class Run:
-    kind: str  # data | pretrain | finetune | eval | probe-p | probe-q
+    kind: str  # data | pretrain | finetune | eval | probe-p | probe-q | probe-readout | tasks | eval-tasks
     name: str  # what the report calls it, e.g. the variant
     argv: list[str]
     deps: list[Run] = field(default_factory=list)
@@ -140,6 +140,11 @@ class Planner:
         argv = ["probe", kind, model.output, "--data", data.output, "--out", "{out}",
                 "--preset", self.cfg.probe_preset, *_kv(conf)]
         return self._add(Run(f"probe-{kind}", model.name, argv, [model, data], tags=dict(model.tags)))
+
+    def readout(self, model: Run, data: Run) -> Run:
+        """The probe-free control of a probe (probe/readout.py): one thread, so it can share the CPU."""
+        argv = ["probe", "readout", model.output, "--data", data.output, "--out", "{out}", "--threads", "1"]
+        return self._add(Run("probe-readout", model.name, argv, [model, data], tags=dict(model.tags)))
 
     def _stage_extra(self, stage: str) -> dict[str, str]:
         """CLI overrides such as `pretrain.steps=100` go to that stage's runs."""
