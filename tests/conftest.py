@@ -11,6 +11,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first. scripts/test.sh runs two workers, and the tiny augmentation study (two
+    pretrainings, most of the suite's CPU time) then overlaps the hundreds of short tests instead of
+    starting last on one worker while the other sits idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+
+
 def make_dataset(root, name: str = "ds", **overrides):
     from knowlab.config import from_dict
     from knowlab.data.config import DataConfig
