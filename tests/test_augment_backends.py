@@ -47,6 +47,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _JoinedServer(ThreadingHTTPServer):
+    """close() waits for every handler, so a reply still sleeping when its client gave up cannot
+    print into a later test's captured stderr; that client hanging up is what a timeout test wants."""
+
+    daemon_threads = False
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Scripted:
     """An HTTP server on 127.0.0.1 answering POSTs from a script of (status, body) replies."""
 
@@ -68,7 +79,7 @@ class Scripted:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _JoinedServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 

@@ -8,10 +8,19 @@ Configs: `PProbeConfig`, `QProbeConfig` (paper defaults), presets `configs/probe
 via `load_probe_config(kind, preset, path, overrides)`.
 """
 
-from knowlab.probe.p_probe import run_p_probe, special_positions
-from knowlab.probe.q_probe import run_q_probe
-from knowlab.probe.run import write_result
+import importlib
+
 from knowlab.probe.types import TASK_LABELS, TASKS, PProbeConfig, ProbeConfig, QProbeConfig, load_probe_config
+
+# The probes need torch; importing them on first use keeps `knowlab` commands that never probe
+# (data generation, study planning, every bad-input error) from paying torch's start-up.
+_LAZY = {"run_p_probe": "p_probe", "special_positions": "p_probe", "run_q_probe": "q_probe", "write_result": "run"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"knowlab.probe.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'knowlab.probe' has no attribute '{name}'")
 
 __all__ = [
     "TASKS", "TASK_LABELS", "ProbeConfig", "PProbeConfig", "QProbeConfig", "load_probe_config",
