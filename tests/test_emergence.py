@@ -92,10 +92,10 @@ def test_the_verdict_names_the_first_point_or_the_trend():
 def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
     out = tmp_path / "em"
     # Budgets in exposures make some toy pretrainings 20-85 steps, so the smoke's evaluation every
-    # 2 steps would dominate the test (a GBERT evaluation generates without a cache); the mixed
-    # points keep their own `emergence.evals` curves.
+    # 2 steps would dominate the test (a GBERT evaluation generates without a cache); without it
+    # they evaluate at the end only, and the mixed points keep their `emergence.evals` curves.
     toy = [a for a in SMOKE if not a.startswith(("pretrain.steps", "pretrain.eval_every"))] + [
-        "pretrain.exposures=1", "pretrain.eval_every=0", "emergence.mixed_people=24,32", "emergence.mixed_exposures=1",
+        "pretrain.exposures=1", "emergence.mixed_people=24,32", "emergence.mixed_exposures=1",
         "emergence.mixed_exposure_points=1", "emergence.celebrity_exposures=1", "emergence.probe_widths=32",
         "emergence.probe_people=32", "emergence.gbert_exposures=1,2", "emergence.evals=2"]
     r = knowlab("study", "run", "emergence", "--preset", "tiny", "--out", str(out), *toy)

@@ -1,5 +1,5 @@
 """Studies: the paper plan (dry run), an end-to-end plumbing smoke of every study, caching, and
-the tiny augmentation study's thresholds (slow: 8 to 20 minutes on a 2-core CPU, by the day's speed)."""
+the tiny augmentation study's thresholds (slow: 20 minutes on the 2-core dev box on 2026-12-06)."""
 
 import csv
 import json
