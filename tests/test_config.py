@@ -100,4 +100,3 @@ def test_yaml_integers_and_every_preset_still_load(tmp_path):
     for stage, cls in classes.items():
         for preset in ("tiny", "gpu-quick", "paper"):
             load(cls, preset_path(stage, preset))
-    load(StudyConfig, preset_path("study", "small")).validate()  # builds on tiny's stage presets

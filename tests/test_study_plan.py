@@ -61,6 +61,48 @@ def test_without_a_grid_the_tiny_plan_has_one_finetune_per_model_and_no_gbert_in
     assert len([r for r in with_grid if r.kind == "finetune"]) == 2 * len(tunes[:2])
 
 
+def test_small_is_tiny_with_the_budgets_where_the_sweep_saw_more():
+    # configs/study/small.yaml: tiny's augmentation and probing runs (the same cache keys), the
+    # celebrity minority at 300 exposures (the emergence sweep's point, shared) and mixed at 100.
+    _, tiny = _plan("tiny", "all")
+    _, small = _plan("small", "all")
+    keys = lambda runs, kind: {r.key for r in runs if r.kind == kind}  # noqa: E731
+    assert keys(tiny, "probe-q") == keys(small, "probe-q")
+    celebrity = [r for r in small if r.kind == "pretrain" and "permute1" in r.name]
+    assert len(celebrity) == 2 and all("exposures=300" in r.argv for r in celebrity)
+    mixed = [r for r in small if r.kind == "pretrain" and r.name.startswith(("mixed", "scaling"))]
+    assert mixed and all("exposures=100" in r.argv for r in mixed)
+    _, sweep = _plan("tiny", "emergence", **{"emergence.celebrity_exposures": "[300]", "emergence.probe_widths": "[]",
+                                             "emergence.probe_people": "[]", "emergence.mixed_people": "[]",
+                                             "emergence.mixed_exposure_points": "[]", "emergence.gbert_exposures": "[]"})
+    assert {r.key for r in celebrity} == {r.key for r in sweep if r.kind == "pretrain"}
+
+
+def test_a_preset_with_a_base_takes_its_settings_and_says_only_what_differs(tmp_path, monkeypatch):
+    import pytest
+
+    from knowlab.errors import KnowlabError
+    from knowlab.study.session import read_study_preset
+
+    (tmp_path / "study").mkdir()
+    presets = {"a": "data: {people: 10, vocab_size: 99}\nemergence: {mixed_people: [1, 2], evals: 3}\nparallel: 2\n",
+               "b": "base: a\ndata: {people: 20}\nemergence: {mixed_people: [5]}\n",
+               "loop1": "base: loop2\n", "loop2": "base: loop1\n", "odd": "base: [a]\n"}
+    for name, text in presets.items():
+        (tmp_path / "study" / f"{name}.yaml").write_text(text)
+    monkeypatch.setattr("knowlab.config.PRESET_DIR", tmp_path)
+    # mappings merge key by key; lists and scalars replace
+    assert read_study_preset("b") == {"data": {"people": 20, "vocab_size": 99},
+                                      "emergence": {"mixed_people": [5], "evals": 3}, "parallel": 2}
+    with pytest.raises(KnowlabError, match="loop1 -> loop2 -> loop1"):
+        read_study_preset("loop1")
+    with pytest.raises(KnowlabError, match="base must be the name of another study preset"):
+        read_study_preset("odd")
+    with pytest.raises(KnowlabError, match="unknown study preset 'a2'"):
+        (tmp_path / "study" / "c.yaml").write_text("base: a2\n")
+        read_study_preset("c")
+
+
 def _fake_study(root, scores: dict):
     """A study folder whose augmentation evals scored `scores[(variant, label)]` on every attribute."""
     runs = []

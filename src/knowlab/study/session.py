@@ -17,9 +17,31 @@ from knowlab.study.runner import execute, has_outputs, is_done
 STAGES = ("pretrain", "finetune", "probe")
 
 
+def _merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """`own` over `base`; mappings merge key by key, anything else (lists included) replaces."""
+    out = dict(base)
+    for key, value in own.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_study_preset(preset: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A study preset's YAML; `base: NAME` makes it NAME's settings with its own on top, so a
+    preset that differs from another in a few budgets says only those (configs/study/small.yaml)."""
+    if preset in seen:
+        raise KnowlabError(f"study preset '{preset}': its `base` chain returns to itself ({' -> '.join((*seen, preset))})")
+    raw = read_yaml(preset_path("study", preset))
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise KnowlabError(f"study preset '{preset}': base must be the name of another study preset, got {base!r}")
+    return _merged(read_study_preset(base, (*seen, preset)), raw)
+
+
 def load_study_config(preset: str, extra: dict[str, str]) -> StudyConfig:
     """The preset's StudyConfig with study-level overrides; `data.*` keys go into its data dict."""
-    raw = read_yaml(preset_path("study", preset))
+    raw = read_study_preset(preset)
     own = {k: v for k, v in extra.items() if not k.startswith(tuple(s + "." for s in STAGES))}
     data = {k[5:]: v for k, v in own.items() if k.startswith("data.")}
     own = {k: v for k, v in own.items() if not k.startswith("data.")}
