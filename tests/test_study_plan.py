@@ -3,9 +3,12 @@ probed variants; the report's choice of the best finetune of each method."""
 
 import json
 
+import pytest
+
 from knowlab.data.schema import ATTRIBUTES
+from knowlab.errors import KnowlabError
 from knowlab.study.plan import Planner
-from knowlab.study.session import load_study_config, plan_summary
+from knowlab.study.session import load_study_config, plan_summary, read_study_preset
 
 FIGURE3 = 16
 
@@ -66,8 +69,7 @@ def test_small_is_tiny_with_the_budgets_where_the_sweep_saw_more():
     # celebrity minority at 300 exposures (the emergence sweep's point, shared) and mixed at 100.
     _, tiny = _plan("tiny", "all")
     _, small = _plan("small", "all")
-    keys = lambda runs, kind: {r.key for r in runs if r.kind == kind}  # noqa: E731
-    assert keys(tiny, "probe-q") == keys(small, "probe-q")
+    assert {r.key for r in tiny if r.kind == "probe-q"} == {r.key for r in small if r.kind == "probe-q"}
     celebrity = [r for r in small if r.kind == "pretrain" and "permute1" in r.name]
     assert len(celebrity) == 2 and all("exposures=300" in r.argv for r in celebrity)
     mixed = [r for r in small if r.kind == "pretrain" and r.name.startswith(("mixed", "scaling"))]
@@ -79,11 +81,6 @@ def test_small_is_tiny_with_the_budgets_where_the_sweep_saw_more():
 
 
 def test_a_preset_with_a_base_takes_its_settings_and_says_only_what_differs(tmp_path, monkeypatch):
-    import pytest
-
-    from knowlab.errors import KnowlabError
-    from knowlab.study.session import read_study_preset
-
     (tmp_path / "study").mkdir()
     presets = {"a": "data: {people: 10, vocab_size: 99}\nemergence: {mixed_people: [1, 2], evals: 3}\nparallel: 2\n",
                "b": "base: a\ndata: {people: 20}\nemergence: {mixed_people: [5]}\n",
@@ -98,8 +95,8 @@ def test_a_preset_with_a_base_takes_its_settings_and_says_only_what_differs(tmp_
         read_study_preset("loop1")
     with pytest.raises(KnowlabError, match="base must be the name of another study preset"):
         read_study_preset("odd")
+    (tmp_path / "study" / "c.yaml").write_text("base: a2\n")
     with pytest.raises(KnowlabError, match="unknown study preset 'a2'"):
-        (tmp_path / "study" / "c.yaml").write_text("base: a2\n")
         read_study_preset("c")
 
 
@@ -135,10 +132,6 @@ def test_report_keeps_the_best_setting_of_each_method_and_says_which_won(tmp_pat
 
 
 def test_bad_grid_and_ratio_settings_are_one_clear_error():
-    import pytest
-
-    from knowlab.errors import KnowlabError
-
     with pytest.raises(KnowlabError, match="full_lr and full_weight_decay go together"):
         load_study_config("tiny", {"finetune_grid.full_lr": "[1e-4]"})
     with pytest.raises(KnowlabError, match="gbert_qa_ratios"):
