@@ -179,18 +179,19 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`; mappings merge key by key, anything else (lists included) replaces."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
 def from_dict(cls: type[T], data: dict[str, Any], overrides: dict[str, Any] | None = None) -> T:
-    return _build(cls, _merge(data, _nest(overrides or {})))
+    return _build(cls, deep_merge(data, _nest(overrides or {})))
 
 
 def load(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from knowlab.config import from_dict, preset_path, read_yaml
+from knowlab.config import deep_merge, from_dict, preset_path, read_yaml
 from knowlab.errors import KnowlabError
 from knowlab.io import code_version, machine_info, write_json_atomic
 from knowlab.study.config import StudyConfig
@@ -15,14 +15,6 @@ from knowlab.study.plan import Planner, Run
 from knowlab.study.runner import execute, has_outputs, is_done
 
 STAGES = ("pretrain", "finetune", "probe")
-
-
-def _merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
-    """`own` over `base`; mappings merge key by key, anything else (lists included) replaces."""
-    out = dict(base)
-    for key, value in own.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def read_study_preset(preset: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -36,7 +28,7 @@ def read_study_preset(preset: str, seen: tuple[str, ...] = ()) -> dict[str, Any]
         return raw
     if not isinstance(base, str):
         raise KnowlabError(f"study preset '{preset}': base must be the name of another study preset, got {base!r}")
-    return _merged(read_study_preset(base, (*seen, preset)), raw)
+    return deep_merge(read_study_preset(base, (*seen, preset)), raw)
 
 
 def load_study_config(preset: str, extra: dict[str, str]) -> StudyConfig:
