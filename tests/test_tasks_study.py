@@ -163,6 +163,35 @@ def test_report_section_tables_baselines_and_findings(tmp_path):
     assert "manipulation,comparison-n20-mixed,multi5+permute,0,comparison/n20/mixed,test,hint_accuracy,month_later,1.0" in csv
 
 
+def test_full_retrieval_finding_is_the_mean_gap_over_seeds(tmp_path):
+    from knowlab.report.collect import StudyRuns
+    from knowlab.report.manipulation import _full_retrieval_finding, _rows
+
+    runs = []
+    # per seed: (full-attribute retrieval, six-QA extraction); gaps -2, -6, -7 points, mean -5.0
+    for seed, (full, extraction) in enumerate([(0.90, 0.92), (0.80, 0.86), (0.81, 0.88)]):
+        (tmp_path / "eval-tasks" / f"r{seed}").mkdir(parents=True)
+        (tmp_path / "eval-tasks" / f"r{seed}" / "eval_tasks.json").write_text(json.dumps(_fake_eval("retrieval", full)))
+        (tmp_path / "eval-tasks" / f"r{seed}.done.json").write_text("{}")
+        (tmp_path / "eval").mkdir(exist_ok=True)
+        (tmp_path / "eval" / f"x{seed}.json").write_text(
+            json.dumps({"splits": {"test": {"exact": {"mean": extraction}}}}))
+        (tmp_path / "eval" / f"x{seed}.json.done.json").write_text("{}")
+        runs += [{"kind": "eval-tasks", "output": f"@/eval-tasks/r{seed}",
+                  "tags": {"studies": ["manipulation"], "family": "retrieval", "train_people": 0,
+                           "hints": "none", "seed": seed, "base": "M", "variant": "v"}},
+                 {"kind": "eval", "output": f"@/eval/x{seed}.json",
+                  "tags": {"studies": ["manipulation-extraction"], "seed": seed, "variant": "v"}}]
+    study = StudyRuns(tmp_path, {"runs": runs})
+    [line] = _full_retrieval_finding(study, _rows(study))
+    assert "is within 5 points" in line and "83.7 ± 5.5%, -5.0 points" in line
+    assert "extraction (the augmentation study's finetune, P_test exact match 88.7 ± 3.1%)" in line
+    assert "per seed -2.0, -6.0, -7.0; std 2.6" in line
+    # without seed 0 the mean gap is -6.5: outside the 5-point band
+    study.plan["runs"] = runs[2:]
+    assert "is **not** within 5 points" in _full_retrieval_finding(study, _rows(study))[0]
+
+
 def test_toy_manipulation_study_runs_end_to_end(tmp_path):
     """Every stage (tasks, finetune, eval-tasks, report) at toy scale; the science is not checked.
     About a minute and a quarter on a quiet 2-core CPU (eight knowlab processes, two at a time)."""
