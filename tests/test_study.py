@@ -76,6 +76,10 @@ def test_every_study_runs_end_to_end_and_the_report_renders(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = (out / "report.md").read_text()
     assert "Result 7" in report and "| GBERT | BIO + finetune |" in report and "study full" in report
+    # the report still shows the first command's runs, so it names that command too
+    earlier = report.split("Earlier commands whose finished runs this folder keeps")[1].split("<details>")[0]
+    assert "study run all --preset tiny" in earlier and "seeds [0]" in earlier
+    assert "Every number below was produced by the commands (the last one ran seeds [0])" in report
     # a rerun finds every run cached and does no work
     r2 = knowlab("study", "run", "all", "--preset", "tiny", "--out", str(out), *SMOKE)
     assert r2.returncode == 0 and "start " not in r2.stdout

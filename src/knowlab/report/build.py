@@ -353,8 +353,13 @@ class Report:
     def appendix(self) -> None:
         plan = self.runs.plan
         lines = ["## Runs and configs", f"Command: `{plan.get('command', '')}`", "",
-                 f"Machine: {plan.get('machine', {})}", "", f"Code version: {plan.get('code_version', '')}", "",
-                 "<details><summary>Every run and its resolved settings</summary>", ""]
+                 f"Machine: {plan.get('machine', {})}", "", f"Code version: {plan.get('code_version', '')}", ""]
+        if plan.get("history"):
+            lines += ["Earlier commands whose finished runs this folder keeps (and this report shows):", ""]
+            lines += [f"- `{h.get('command', '')}` (code {h.get('code_version', '?')}, seeds {h.get('seeds', '?')}, "
+                      f"finished {h.get('finished', 'not')})" for h in plan["history"]]
+            lines += [""]
+        lines += ["<details><summary>Every run and its resolved settings</summary>", ""]
         for run in plan["runs"]:
             lines.append(f"- `{run['kind']}` **{run['name']}** (`{run['output']}`): `knowlab {' '.join(run['argv'])}`")
         lines += ["", "</details>", ""]
@@ -362,9 +367,12 @@ class Report:
 
     def build(self) -> Path:
         plan = self.runs.plan
+        seeds = sorted({r["tags"]["seed"] for r in plan["runs"] if r["tags"].get("seed") is not None}) or plan["seeds"]
+        by = ("the command" if not plan.get("history") else
+              f"the commands (the last one ran seeds {plan['seeds']})")
         self.md += [f"# knowlab study: {plan['study']} (preset `{plan['preset']}`)", "",
-                    f"Seeds {plan['seeds']}; finished {plan.get('finished', 'not yet')}. Every number below was "
-                    f"produced by the command and machine in the last section.", ""]
+                    f"Seeds {seeds}; finished {plan.get('finished', 'not yet')}. Every number below was "
+                    f"produced by {by} and machine in the last section.", ""]
         for section in (self.augmentation, self.mixed, self.probing, self.celebrity, self.scaling, self.gbert,
                         self.emergence, self.manipulation, self.appendix):
             section()

@@ -146,6 +146,9 @@ def run_study(study: str, preset: str, out: Path, seeds: list[int], extra: dict[
         old = json.loads(previous.read_text())
         keys = {r["key"] for r in plan["runs"]}
         plan["runs"] = [r for r in old.get("runs", []) if r["key"] not in keys] + plan["runs"]
+        # the report names every command whose runs it shows, not only the last one
+        earlier = {k: old[k] for k in ("study", "command", "seeds", "code_version", "finished") if k in old}
+        plan["history"] = old.get("history", []) + [earlier]
         if old.get("study") != study:
             plan["study"] = "all" if study == "all" else f"{old.get('study')}+{study}"
     write_json_atomic(previous, plan)
