@@ -69,6 +69,8 @@ def test_p_cli_writes_to_out(run_dir, tiny_dataset, tmp_path):
     (["probe", "readout", "{run}", "--data", "{tmp}/nothing"], "no such dataset folder"),
     (["probe", "readout", "{run}", "--data", "{data}", "--l2", "-1"], "--l2 must be 0 or more"),
     (["probe", "readout", "{run}", "--data", "{data}", "--threads", "0"], "--threads must be at least 1"),
+    (["probe", "readout", "{run}", "--data", "{data}", "--train-people", "-1"], "--train-people must be 0"),
+    (["probe", "readout", "{run}", "--data", "{data}", "--train-people", "999"], "has only"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, message, run_dir, tiny_dataset, tmp_path, capsys):
     args = [a.format(tmp=tmp_path, run=run_dir, data=tiny_dataset) for a in args]
@@ -88,6 +90,12 @@ def test_readout_cli_writes_every_layer_and_place(run_dir, tiny_dataset, tmp_pat
         assert all(len(v) == 2 and all(0.0 <= a <= 1.0 for a in v) for v in result["accuracy"][place].values())
     assert result["counts"]["train_people"] + result["counts"]["test_people"] == 40
     assert "(baseline" in capsys.readouterr().out and not list(out.glob(".*.tmp"))
+    # a fixed regression sample: 5 P_train people fit, every P_test person scored
+    assert main(["probe", "readout", str(run_dir), "--data", str(tiny_dataset), "--out", str(out),
+                 "--train-people", "5"]) == 0
+    few = json.loads((out / "readout.json").read_text())
+    assert few["counts"] == {"train_people": 5, "test_people": result["counts"]["test_people"]}
+    assert few["train_people_asked"] == 5
 
 
 def test_readout_fit_reads_a_linear_signal_and_not_noise():

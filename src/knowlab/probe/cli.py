@@ -57,6 +57,8 @@ def register(sub, export) -> None:
     r.add_argument("--out", help="output folder (default: the run folder, else the model folder)")
     r.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the classifier's weights")
     r.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    r.add_argument("--train-people", type=int, default=0,
+                   help="fit on this many P_train people (a seeded draw; 0 = all), to compare datasets of different sizes")
     r.set_defaults(func=_readout)
 
 
@@ -97,7 +99,7 @@ def _readout(args: argparse.Namespace) -> int:
         raise KnowlabError(f"--threads must be at least 1, got {args.threads}")
     resolve_model_dir(args.model_dir)
     torch.set_num_threads(args.threads)
-    result = linear_readout(args.model_dir, args.data, l2=args.l2)
+    result = linear_readout(args.model_dir, args.data, l2=args.l2, train_people=args.train_people)
     out = Path(args.out) if args.out else default_out(args.model_dir)
     write_json_atomic(out / "readout.json", result)
     print(summary(result))

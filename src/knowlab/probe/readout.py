@@ -13,6 +13,10 @@ on the P_test people, at every layer and at two places:
   (P-probing's first position).
 
     knowlab probe readout RUN_OR_MODEL_DIR --data DATA [--out DIR] [--l2 1e-3] [--threads 1]
+                          [--train-people K]
+
+`--train-people K` fits on K P_train people only (a seeded draw), so readouts of datasets with
+different numbers of people compare at the same regression sample size; P_test is scored whole.
 """
 
 from __future__ import annotations
@@ -54,9 +58,11 @@ def fit_score(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: 
     return float((lin(x_te).argmax(1) == y_te).float().mean())
 
 
-def linear_readout(model_dir: str | Path, data: str | Path, l2: float = 1e-3, seed: int = 0) -> dict:
+def linear_readout(model_dir: str | Path, data: str | Path, l2: float = 1e-3, seed: int = 0,
+                   train_people: int = 0) -> dict:
     """The result dict written as readout.json: accuracy[place][task] = held-out accuracy at
-    layers 0 (embeddings) .. L (last), baseline[task] = majority-class accuracy."""
+    layers 0 (embeddings) .. L (last), baseline[task] = majority-class accuracy. train_people > 0
+    fits on that many P_train people, drawn with `seed` (0 = all of P_train)."""
     from knowlab.data.dataset import Dataset
     from knowlab.errors import KnowlabError
     from knowlab.io import code_version
@@ -68,6 +74,8 @@ def linear_readout(model_dir: str | Path, data: str | Path, l2: float = 1e-3, se
 
     if l2 < 0:
         raise KnowlabError(f"--l2 must be 0 or more, got {l2}")
+    if train_people < 0:
+        raise KnowlabError(f"--train-people must be 0 (all of P_train) or more, got {train_people}")
     t0 = time.time()
     torch.manual_seed(seed)
     ds = Dataset(data)
@@ -78,6 +86,14 @@ def linear_readout(model_dir: str | Path, data: str | Path, l2: float = 1e-3, se
     is_train = np.asarray(ds.people.column("split").to_pylist()) == "train"
     if is_train.all() or not is_train.any():
         raise KnowlabError(f"{ds.path}: the readout needs people on both sides of the train/test split")
+    is_test = ~is_train
+    if train_people:
+        pool = np.flatnonzero(is_train)
+        if train_people > len(pool):
+            raise KnowlabError(f"--train-people {train_people}: {ds.path} has only {len(pool)} P_train people")
+        keep = np.random.default_rng(seed).choice(pool, size=train_people, replace=False)
+        is_train = np.zeros_like(is_train)
+        is_train[keep] = True
     names = q_examples(ds, ids, labels)
     bios = p_examples(ds, ids, labels)
     uniq, first = np.unique(bios.person, return_index=True)
@@ -88,9 +104,9 @@ def linear_readout(model_dir: str | Path, data: str | Path, l2: float = 1e-3, se
     baseline = {}
     for t, task in enumerate(labels.tasks):
         y = torch.as_tensor(labels.classes[:, t])
-        baseline[task] = round(float((y[~is_train] == torch.bincount(y[is_train]).argmax()).float().mean()), 5)
+        baseline[task] = round(float((y[is_test] == torch.bincount(y[is_train]).argmax()).float().mean()), 5)
         for place in PLACES:
-            accuracy[place][task] = [round(fit_score(f[is_train], y[is_train], f[~is_train], y[~is_train],
+            accuracy[place][task] = [round(fit_score(f[is_train], y[is_train], f[is_test], y[is_test],
                                                      labels.n_classes[t], l2), 5) for f in feats[place]]
     return {
         "kind": "readout",
@@ -104,7 +120,8 @@ def linear_readout(model_dir: str | Path, data: str | Path, l2: float = 1e-3, se
         "l2": l2,
         "accuracy": accuracy,
         "baseline": baseline,
-        "counts": {"train_people": int(is_train.sum()), "test_people": int((~is_train).sum())},
+        "counts": {"train_people": int(is_train.sum()), "test_people": int(is_test.sum())},
+        "train_people_asked": train_people,
         "code_version": code_version(),
         "seconds": round(time.time() - t0, 2),
     }
