@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from knowlab.data.schema import ATTRIBUTES
 from knowlab.data.tasks import TASKS
-from knowlab.report.collect import StudyRuns, eval_rows
+from knowlab.report.collect import StudyRuns, eval_rows, mean_std
 
 PAPER_SIZES = (2500, 5000, 10000, 25000, 50000)
 # task -> {training: accuracies at PAPER_SIZES}; "none" = no-hint training tested without,
@@ -65,19 +65,6 @@ def extraction_by_seed(runs: StudyRuns) -> dict[int, float]:
     """The base model's six-QA P_test exact match per seed, the reference for retrieval."""
     return {r["seed"]: r["value"] for r in eval_rows(runs, "manipulation-extraction")
             if (r["split"], r["metric"], r["attribute"]) == ("test", "exact", "mean")}
-
-
-def extraction_accuracy(runs: StudyRuns) -> float | None:
-    """The base model's six-QA P_test exact match, mean over seeds."""
-    return _mean(list(extraction_by_seed(runs).values()))
-
-
-def _std(xs: list[float]) -> float:
-    """Sample standard deviation (0 for one value), as the other studies' mean ± std."""
-    if len(xs) < 2:
-        return 0.0
-    m = sum(xs) / len(xs)
-    return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
 
 
 def full_retrieval_by_seed(rows: list[dict]) -> dict[int, float]:
@@ -156,11 +143,12 @@ def _full_retrieval_finding(runs: StudyRuns, rows: list[dict]) -> list[str]:
     if not seeds:
         return []
     gaps = [100 * (full[s] - extraction[s]) for s in seeds]
-    gap = sum(gaps) / len(gaps)
+    gap, gap_std = mean_std(gaps)
     near = "within" if abs(gap) <= NEAR_EXTRACTION else "**not** within"
 
     def spread(xs: list[float]) -> str:
-        return f"{sum(xs) / len(xs):.1f}" + (f" ± {_std(xs):.1f}" if len(xs) > 1 else "")
+        m, sd = mean_std(xs)
+        return f"{m:.1f}" + (f" ± {sd:.1f}" if len(xs) > 1 else "")
 
     text = (f"Full-attribute retrieval (the six extraction questions, finetuned with the other retrieval "
             f"tasks) is {near} {NEAR_EXTRACTION:.0f} points of the same base model's six-QA extraction "
@@ -169,7 +157,7 @@ def _full_retrieval_finding(runs: StudyRuns, rows: list[dict]) -> list[str]:
             f"{gap:+.1f} points")
     if len(seeds) > 1:
         text += (f" (mean over seeds {', '.join(map(str, seeds))}; per seed "
-                 + ", ".join(f"{g:+.1f}" for g in gaps) + f"; std {_std(gaps):.1f})")
+                 + ", ".join(f"{g:+.1f}" for g in gaps) + f"; std {gap_std:.1f})")
     return [text + "."]
 
 
