@@ -42,8 +42,12 @@ def test_an_export_reports_the_same_numbers_and_reruns_only_what_a_new_run_needs
     plan = json.loads((study / "study.json").read_text())
     plan["runs"].append({**plan["runs"][1], "key": "u", "output": "@/pretrain/unfinished"})
     (study / "study.json").write_text(json.dumps(plan))
+    # nor does a finished run the plan does not name (e.g. copied in from another study folder)
+    (study / "eval" / "stray-s0-ab.json").write_text("{}")
+    (study / "eval" / "stray-s0-ab.json.done.json").write_text("{}")
     r = knowlab("study", "export", str(study), "--out", str(tmp_path / "again"))
     assert r.returncode == 0 and not (tmp_path / "again" / "pretrain" / "unfinished").exists()
+    assert not list((tmp_path / "again" / "eval").glob("stray*")) and (tmp_path / "again" / "report.md").is_file()
     summary = json.loads((out / "EXPORT.json").read_text())
     assert summary["runs_trimmed"] and summary["bytes_cut"] > 0
 

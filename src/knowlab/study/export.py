@@ -2,11 +2,11 @@
 
 A study folder holds gigabytes of models, checkpoints and datasets, but its report needs only
 the plan, the finish markers and each finished run's small JSON/JSONL files. The export keeps
-exactly those, the logs and the report (nothing of an unfinished run), so results survive the
-machine that made them: `knowlab study report OUT` rebuilds the same report, and `knowlab study
-run ... --out OUT` continues the sweep, skipping every finished run. A run whose outputs were
-cut is marked `"exported": true` in its finish marker; when a new run needs it, the runner runs
-it again (same seed, same result).
+exactly those, the logs and the report (nothing of an unfinished run, nor of a run the plan does
+not name), so results survive the machine that made them: `knowlab study report OUT` rebuilds
+the same report, and `knowlab study run ... --out OUT` continues the sweep, skipping every
+finished run. A run whose outputs were cut is marked `"exported": true` in its finish marker;
+when a new run needs it, the runner runs it again (same seed, same result).
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ def export_study(src: str | Path, out: str | Path) -> dict:
         raise KnowlabError(f"{out} is inside the study folder {src}; export to a folder outside it")
     plan = json.loads((src / "study.json").read_text())
     outputs = sorted((r["output"][2:] for r in plan["runs"]), key=len, reverse=True)
+    # Stage folders (pretrain/, eval/, ...) hold runs only: what belongs to no run of the plan
+    # there (a run copied in from another folder, a leftover) is not this study's result.
+    stages = {o.split("/")[0] for o in outputs}
     kept, cut, cut_bytes, trimmed = 0, 0, 0, set()
     with atomic_dir(out) as tmp:
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
@@ -63,7 +66,8 @@ def export_study(src: str | Path, out: str | Path) -> dict:
             run = _run_of(rel, outputs)
             # An unfinished run's files would only mislead a report or a resumed run: all cut.
             finished = run is None or (src / (run + ".done.json")).is_file()
-            if finished and keep(rel, size):
+            stray = run is None and len(rel.parts) > 1 and rel.parts[0] in stages
+            if finished and not stray and keep(rel, size):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, tmp / rel)
                 kept += 1
