@@ -89,6 +89,17 @@ def test_the_verdict_names_the_first_point_or_the_trend():
     assert "at that point -10.0 points," in verdict("Split", "exposures", gap, lambda x: False, "rule", "paper")
 
 
+def test_a_point_run_at_several_seeds_reads_mean_and_std():
+    s = Series("Q-probe")
+    s.add(250, 19.8)
+    for v in (10.0, 12.0, 14.0):
+        s.add(500, v)
+    assert s.cell(250) == "19.8"
+    assert s.cell(500) == "12.0 ± 2.0 (n=3)"
+    assert s.cell(1000) == "-"
+    assert trend(s) == "falling from 19.8% to 12.0%"
+
+
 def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
     out = tmp_path / "em"
     # Budgets in exposures make some toy pretrainings 20-85 steps, so the smoke's evaluation every

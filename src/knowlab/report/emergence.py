@@ -30,6 +30,14 @@ class Series:
     def mean(self, x: float) -> float:
         return mean_std(self.points[x])[0]
 
+    def cell(self, x: float) -> str:
+        """The table cell: the mean, with its std and seed count where several seeds ran."""
+        values = self.points.get(x)
+        if not values:
+            return "-"
+        mean, std = mean_std(values)
+        return _fmt(mean) if len(values) == 1 else f"{_fmt(mean)} ± {_fmt(std)} (n={len(values)})"
+
     def xs(self) -> list[float]:
         return sorted(self.points)
 
@@ -107,7 +115,9 @@ class EmergenceSection:
         for s in series:
             xs = s.xs()
             if xs:
-                ax.plot(xs, [s.mean(x) for x in xs], marker="o", label=s.label)
+                stds = [mean_std(s.points[x])[1] for x in xs]
+                ax.errorbar(xs, [s.mean(x) for x in xs], yerr=stds if any(stds) else None, marker="o",
+                            capsize=3, label=s.label)
         for i, (label, y) in enumerate(lines.items()):
             ax.axhline(y, ls="--", lw=1, color=f"C{i + len(series)}", label=label)
         ax.set_xscale("log")
@@ -126,7 +136,7 @@ class EmergenceSection:
                                      "metric": s.label, "value": v / 100, "split": "test", "attribute": "mean"})
         xs = sorted({x for s in series for x in s.points})
         head = [axis, *[s.label for s in series]]
-        rows = [[f"{x:g}", *[_fmt(s.mean(x)) if x in s.points else "-" for s in series]] for x in xs]
+        rows = [[f"{x:g}", *[s.cell(x) for s in series]] for x in xs]
         self.md += [self.table(head, rows), ""]
 
     # ---- results ------------------------------------------------------------------------------
@@ -262,6 +272,7 @@ class EmergenceSection:
         if self.md:
             self.md = ["## Emergence: where each result appears as scale grows",
                        "Each sweep varies one axis and keeps the preset's other settings; a point is one "
-                       "ordinary run (mean over seeds where several ran). docs/emergence.md explains the axes.",
+                       "ordinary run; where several seeds ran, a cell is mean ± std over them (n seeds) and the "
+                       "figures' bars are the std. docs/emergence.md explains the axes.",
                        "", *self.md]
         return self.md, self.csv
