@@ -8,7 +8,8 @@ import pytest
 from knowlab.data.schema import ATTRIBUTES
 from knowlab.errors import KnowlabError
 from knowlab.study.plan import Planner
-from knowlab.study.session import load_study_config, plan_summary, read_study_preset
+from knowlab.report.build import history_line
+from knowlab.study.session import load_study_config, merged_study_name, plan_summary, read_study_preset
 
 FIGURE3 = 16
 
@@ -136,3 +137,14 @@ def test_bad_grid_and_ratio_settings_are_one_clear_error():
         load_study_config("tiny", {"finetune_grid.full_lr": "[1e-4]"})
     with pytest.raises(KnowlabError, match="gbert_qa_ratios"):
         load_study_config("tiny", {"gbert_qa_ratios": "[0.2, 1.5]"})
+
+
+def test_a_folder_names_each_study_once_and_each_earlier_command_plainly():
+    name = merged_study_name("all", "celebrity")
+    assert name == "all+celebrity"
+    assert merged_study_name(name, "celebrity") == "all+celebrity"
+    assert merged_study_name("celebrity", "all") == "all"
+    stopped = {"command": "knowlab study run celebrity --seeds 2", "code_version": "x", "seeds": [2]}
+    assert history_line(stopped).endswith("seeds [2], stopped before it finished)")
+    done = {**stopped, "finished": "2026-12-06 17:58:14"}
+    assert history_line(done).endswith("seeds [2], finished 2026-12-06 17:58:14)")

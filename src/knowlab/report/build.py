@@ -73,6 +73,12 @@ def _mean_of(cells: dict | None, key: str = "mean") -> float | None:
     return None if math.isnan(m) else 100 * m
 
 
+def history_line(h: dict) -> str:
+    """One earlier command of a study folder, for the report's appendix."""
+    end = f"finished {h['finished']}" if h.get("finished") else "stopped before it finished"
+    return f"- `{h.get('command', '')}` (code {h.get('code_version', '?')}, seeds {h.get('seeds', '?')}, {end})"
+
+
 class Report:
     def __init__(self, root: Path):
         self.runs = StudyRuns.load(root)
@@ -356,8 +362,7 @@ class Report:
                  f"Machine: {plan.get('machine', {})}", "", f"Code version: {plan.get('code_version', '')}", ""]
         if plan.get("history"):
             lines += ["Earlier commands whose finished runs this folder keeps (and this report shows):", ""]
-            lines += [f"- `{h.get('command', '')}` (code {h.get('code_version', '?')}, seeds {h.get('seeds', '?')}, "
-                      f"finished {h.get('finished', 'not')})" for h in plan["history"]]
+            lines += [history_line(h) for h in plan["history"]]
             lines += [""]
         lines += ["<details><summary>Every run and its resolved settings</summary>", ""]
         for run in plan["runs"]:

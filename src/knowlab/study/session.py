@@ -17,6 +17,12 @@ from knowlab.study.runner import execute, has_outputs, is_done
 STAGES = ("pretrain", "finetune", "probe")
 
 
+def merged_study_name(old: str, new: str) -> str:
+    """The name of a study folder after `new` runs into a folder holding `old`: each study once."""
+    parts = old.split("+")
+    return "all" if new == "all" else "+".join(parts + [new] * (new not in parts))
+
+
 def read_study_preset(preset: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """A study preset's YAML; `base: NAME` makes it NAME's settings with its own on top, so a
     preset that differs from another in a few budgets says only those (configs/study/small.yaml)."""
@@ -149,8 +155,7 @@ def run_study(study: str, preset: str, out: Path, seeds: list[int], extra: dict[
         # the report names every command whose runs it shows, not only the last one
         earlier = {k: old[k] for k in ("study", "command", "seeds", "code_version", "finished") if k in old}
         plan["history"] = old.get("history", []) + [earlier]
-        if old.get("study") != study:
-            plan["study"] = "all" if study == "all" else f"{old.get('study')}+{study}"
+        plan["study"] = merged_study_name(old.get("study", study), study)
     write_json_atomic(previous, plan)
 
     from knowlab.study.live import LiveTable
