@@ -201,17 +201,20 @@ class EmergenceSection:
         self.md += ["### Results 4-5: Q-probing against QA accuracy, by width and people",
                     "The Q-probe reads each attribute from the hidden state at the end of the bare name; "
                     "it should track the model's QA accuracy after finetuning (Figure 7). Probe: mean over "
-                    "its tasks on P_test, and on the people it was trained on; QA: P_test exact match. The "
-                    "control has no trainable part in the model: a logistic regression on the frozen last "
-                    "layer at the name's last token (`knowlab probe readout`), with its majority baseline.", ""]
+                    "its tasks on P_test (with its majority baseline), and on the people it was trained on; QA: "
+                    "P_test exact match. The control has no trainable part in the model: a logistic "
+                    "regression on the frozen last layer at the name's last token (`knowlab probe readout`), "
+                    "with its majority baseline.", ""]
         for axis in ("width", "people"):
             qa, probe = _fill(self.runs, Series("QA P_test"), qa_points, axis), Series("Q-probe mean")
-            probe_train, readout, base = Series("Q-probe, its training people"), Series("linear readout"), \
-                Series("readout baseline")
+            probe_train, probe_base = Series("Q-probe, its training people"), Series("Q-probe baseline")
+            readout, base = Series("linear readout"), Series("readout baseline")
             for run, ax, x in probe_points:
                 if ax == axis:
                     result = self.runs.read_json(run, "q_probe.json")
                     probe.add(x, 100 * sum(result["accuracy"].values()) / len(result["accuracy"]))
+                    if chance := result.get("baseline"):
+                        probe_base.add(x, 100 * sum(chance.values()) / len(chance))
                     train = result.get("train_accuracy") or {}
                     if train:
                         probe_train.add(x, 100 * sum(train.values()) / len(train))
@@ -224,7 +227,7 @@ class EmergenceSection:
                 continue
             self.md += [self._plot(f"emergence-r45-{axis}.png", f"Results 4-5: Q-probe and QA vs {axis}", axis,
                                    [qa, probe, readout], {"paper Q-probe ~100%": 100.0}), ""]
-            self._emit("probing", axis, [s for s in (qa, probe, probe_train, readout, base) if s.points])
+            self._emit("probing", axis, [s for s in (qa, probe, probe_base, probe_train, readout, base) if s.points])
 
             def shows(x: float, qa=qa, probe=probe) -> bool:
                 return x in qa.points and qa.mean(x) >= 50 and abs(probe.mean(x) - qa.mean(x)) <= 15
