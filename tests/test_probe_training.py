@@ -69,10 +69,12 @@ class NameStub(nn.Module):
         return SimpleNamespace(hidden_states=(inputs_embeds, h))
 
 
-def test_q_probe_finds_linear_attribute(people):
+@pytest.mark.parametrize("rank", [16, 0])  # rank 0: norm and classifier only (results/name-tokens)
+def test_q_probe_finds_linear_attribute(people, rank):
     cfg = from_dict(QProbeConfig, {"steps": 150, "batch_size": 50, "tasks": ["birth_month", "university_first"],
-                                   "layer": "all", "device": "cpu", "max_test_people": 200})
+                                   "layer": "all", "device": "cpu", "max_test_people": 200, "rank": rank})
     r = run_q_probe(NameStub(people), people, cfg)
+    assert r["config"]["rank"] == rank
     assert r["accuracy"]["birth_month"] >= 0.95
     assert r["baseline"]["birth_month"] < 0.2
     assert set(r["accuracy_by_layer"]) == {"0", "1"} and r["layer"] == 1
