@@ -125,6 +125,7 @@ def check(n: int = 300) -> None:
     from knowlab.data.config import DataConfig
     from knowlab.data.people import sample_people
     from knowlab.data.spec import parse_spec
+    from knowlab.data.tables import RowTokens
     from knowlab.data.tokenizer import segment_words
 
     root = Path(tempfile.mkdtemp(prefix="bench_data_check_"))
@@ -163,7 +164,7 @@ def check(n: int = 300) -> None:
                                        "pronouns": "he-she-they", **extra})
             cols = D.generate_columns(c)
             tok = D.train_tokenizer(D.tokenizer_corpus(c, cols), c.vocab_size)
-            tokens = D._Tokens(tok, cols, segment_words(cols.segs))
+            tokens = RowTokens(tok, cols, segment_words(cols.segs))
             assert tokens.seg_tokens is not None, f"{variant}: per-segment tokenization was not used"
             texts = cols.segs.texts(cols.bios.seg)
             for a, b in zip(tokens.bios(cols.bios, texts, fast=False), tokens.bios(cols.bios, texts)):

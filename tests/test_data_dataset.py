@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import gpt2_format_tokenizer, make_dataset

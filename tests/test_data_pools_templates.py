@@ -6,7 +6,6 @@ import string
 import pytest
 
 from knowlab.data.pools import load_pools
-from knowlab.data.schema import ATTRIBUTES
 from knowlab.data.templates import (
     PERSON_FIELDS,
     load_templates,

@@ -94,7 +94,6 @@ INVERSE_KEYS: dict[str, tuple[str, ...]] = {
 
 
 def _inverse(given: str, want: str) -> Task:
-    ending = _INVERSE_ENDINGS[given]
     return Task(f"{given}_to_{want}", "inverse", f"Give me the {want} name of the person {{ending}}",
                 lambda x, luck: x["first"] if want == "first" else x["name"])
 

@@ -11,7 +11,6 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ from knowlab.errors import KnowlabError
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """Train a byte-level BPE on `texts`; returns a `transformers` fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size < len(alphabet) + len(SPECIAL_TOKENS):
@@ -108,7 +106,7 @@ def encode_spans(tok, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, 
 
 def segmentable(tok) -> bool:
     """Whether `tok` is byte-level BPE whose words never cross a segment boundary that
-    `bios.junctions_safe` accepts: no normalizer, the GPT-2 split regex, a prefix space."""
+    `plans.junctions_safe` accepts: no normalizer, the GPT-2 split regex, a prefix space."""
     try:
         cfg = json.loads(tok.backend_tokenizer.to_str())
     except Exception:  # pragma: no cover - an exotic tokenizer: take the general path
