@@ -36,6 +36,18 @@ def test_q_probe_follows_qa_only_with_the_same_order_and_level():
     assert any("orders the models differently" in line for line in swapped)
 
 
+def test_q_probe_of_a_model_without_qa_is_listed_but_not_compared():
+    def q(acc):
+        return {"accuracy": {t: acc for t in MAIN_TASKS}}
+
+    # m5pf-s0 has no finetune: its 3% must not make the verdict say "more than 25 points".
+    lines = q_probe_vs_qa({"single-s1": (q(0.05), 4.8), "m5pf-s1": (q(0.80), 84.3), "m5pf-s0": (q(0.03), None)})
+    assert "- `m5pf-s0`: Q-probe 3.0% (mean of the six one-class-per-value tasks), no QA finetune" in lines[2]
+    assert any(line.startswith("Q-probing follows") for line in lines)
+    alone = q_probe_vs_qa({"m5pf-s0": (q(0.03), None)})
+    assert not any("Q-probing" in line for line in alone)
+
+
 def test_effect_verdict_against_the_paper_and_against_a_reference():
     assert "does **not** appear" in effect_verdict("mixed", 12.0, 86.6)
     assert "The effect appears" in effect_verdict("mixed", 50.0, 86.6)

@@ -232,9 +232,15 @@ class Report:
                     table.append(["", "paper (first token)", *[
                         f"{ref[first.index(t)]:.1f}" if t in first and first.index(t) < len(ref) else "" for t in tasks]])
             self.md += [_table(["model", "source", *tasks], table), ""]
-            qa = _first_per_base(best_of_grid(eval_rows(self.runs, "augmentation")))
-            variant = {n: n.rsplit("-s", 1)[0] for n in q_results}  # run name "<variant>-s<seed>"
-            pairs = {n: (res, _mean_of(qa[variant[n]])) for n, res in q_results.items() if variant[n] in qa}
+            # A probed model "<variant>-s<seed>" is compared with the QA of its own finetune: the
+            # augmentation study's run of the same variant and seed (a mean over seeds would pair
+            # one model's probe with other models' QA).
+            qa_rows = best_of_grid(eval_rows(self.runs, "augmentation"))
+            pairs = {}
+            for name, res in q_results.items():
+                base, sep, seed = name.rpartition("-s")
+                rows = [r for r in qa_rows if str(r["seed"]) == seed] if sep else qa_rows
+                pairs[name] = (res, _mean_of(_first_per_base(rows).get(base if sep else name)))
             self.md += q_probe_vs_qa(pairs)
 
     def celebrity(self) -> None:

@@ -63,15 +63,19 @@ def p_probe_verdict(name: str, result: dict) -> str:
     return line
 
 
-def q_probe_vs_qa(pairs: dict[str, tuple[dict, float]]) -> list[str]:
-    """`pairs`: model name -> (Q-probe result, its QA P_test mean in %). Result 5 says the
-    Q-probe accuracy tracks QA accuracy: same order across models and a similar level."""
+def q_probe_vs_qa(pairs: dict[str, tuple[dict, float | None]]) -> list[str]:
+    """`pairs`: model name -> (Q-probe result, the QA P_test mean in % of the same model, or None
+    where that model was not finetuned). Result 5 says the Q-probe accuracy tracks QA accuracy:
+    same order across models and a similar level; models without QA are listed, not compared."""
     if not pairs:
         return []
-    rows = {n: (100 * _mean([r["accuracy"][t] for t in MAIN_TASKS if t in r["accuracy"]]), qa)
-            for n, (r, qa) in pairs.items()}
-    lines = [f"- `{n}`: Q-probe {q:.1f}% (mean of the six one-class-per-value tasks), QA P_test {qa:.1f}%"
-             for n, (q, qa) in rows.items()]
+    probe = {n: 100 * _mean([r["accuracy"][t] for t in MAIN_TASKS if t in r["accuracy"]]) for n, (r, _) in pairs.items()}
+    lines = [f"- `{n}`: Q-probe {probe[n]:.1f}% (mean of the six one-class-per-value tasks), "
+             + (f"QA P_test {qa:.1f}%" if qa is not None else "no QA finetune of this model in the study")
+             for n, (_, qa) in pairs.items()]
+    rows = {n: (probe[n], qa) for n, (_, qa) in pairs.items() if qa is not None}
+    if not rows:
+        return [*lines, ""]
     by_qa = sorted(rows, key=lambda n: rows[n][1])
     by_q = sorted(rows, key=lambda n: rows[n][0])
     close = all(abs(q - qa) <= FOLLOWS_GAP for q, qa in rows.values())
