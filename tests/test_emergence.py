@@ -94,10 +94,13 @@ def test_a_point_run_at_several_seeds_reads_mean_and_std():
     s.add(250, 19.8)
     for v in (10.0, 12.0, 14.0):
         s.add(500, v)
-    assert s.cell(250) == "19.8"
+    assert s.cell(250) == "19.8 (n=1)"  # beside a three-seed mean, a single run says so
     assert s.cell(500) == "12.0 ± 2.0 (n=3)"
     assert s.cell(1000) == "-"
     assert trend(s) == "falling from 19.8% to 12.0%"
+    single = Series("QA")
+    single.add(250, 91.7)
+    assert single.cell(250) == "91.7"
 
 
 def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):

@@ -31,12 +31,17 @@ class Series:
         return mean_std(self.points[x])[0]
 
     def cell(self, x: float) -> str:
-        """The table cell: the mean, with its std and seed count where several seeds ran."""
+        """The table cell: the mean, with its std and seed count where several seeds ran.
+
+        A one-seed point among points with several says n=1, so it is not read as a mean.
+        """
         values = self.points.get(x)
         if not values:
             return "-"
         mean, std = mean_std(values)
-        return _fmt(mean) if len(values) == 1 else f"{_fmt(mean)} ± {_fmt(std)} (n={len(values)})"
+        if len(values) > 1:
+            return f"{_fmt(mean)} ± {_fmt(std)} (n={len(values)})"
+        return f"{_fmt(mean)} (n=1)" if any(len(v) > 1 for v in self.points.values()) else _fmt(mean)
 
     def xs(self) -> list[float]:
         return sorted(self.points)
