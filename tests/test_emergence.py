@@ -13,7 +13,8 @@ from knowlab.study.session import load_study_config
 SWEEP = {"emergence.mixed_people": "250,500", "emergence.mixed_exposure_points": "50,100",
          "emergence.mixed_exposures": "100", "emergence.celebrity_exposures": "100,300",
          "emergence.probe_widths": "64,128", "emergence.probe_people": "250,500",
-         "emergence.gbert_exposures": "200,400"}
+         "emergence.gbert_exposures": "200,400", "emergence.probe_exposure_points": "100,200",
+         "emergence.probe_exposure_people": "500"}
 
 
 def _plan(extra):
@@ -37,7 +38,13 @@ def test_every_sweep_point_is_one_tagged_run():
     for kind in ("probe-q", "probe-readout"):
         runs = [r for r in rows if r.kind == kind]
         assert {(p["axis"], p["value"]) for r in runs for p in r.tags["emergence"]} == {
-            ("width", 64), ("width", 128), ("people", 250), ("people", 500)}
+            ("width", 64), ("width", 128), ("people", 250), ("people", 500), ("exposures", 100), ("exposures", 200)}
+    # N=500 at the preset's 200 probe exposures lies on the people and the exposures axes: one run
+    pretrains = {r.deps[0].key: r.deps[0] for r in rows if r.kind == "probe-q"}
+    assert len(pretrains) == 5
+    at_500 = {r.key: r for r in rows if r.kind == "probe-q"
+              and {p["axis"] for p in r.tags["emergence"]} == {"people", "exposures"}}
+    assert len(at_500) == 1 and _arg(next(iter(at_500.values())).deps[0], "exposures") == "200"
     probe_of = {r.deps[0].key for r in rows if r.kind == "probe-q"}
     assert {r.deps[0].key for r in rows if r.kind == "probe-readout"} == probe_of
     # N=250 at 100 exposures lies on both Result 1 axes: one run, two tags
@@ -59,6 +66,8 @@ def test_sweep_budgets_are_exposures_and_replace_the_presets_steps():
     assert all(_arg(r, "objective") == "mlm" for r in gbert) and len(gbert) == 2
     widths = [r for r in pretrains if "-w64-" in r.name]
     assert widths and _arg(widths[0], "model.n_embd") == "64" and _arg(widths[0], "model.n_head") == "2"
+    at_500 = [r for r in pretrains if r.name.startswith("emergence-multi5+permute+fullname-w0-n500")]
+    assert sorted(_arg(r, "exposures") for r in at_500) == ["100", "200"]
 
 
 def test_the_celebrity_point_at_the_command_lines_budget_is_the_same_run():
@@ -111,7 +120,8 @@ def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
     toy = [a for a in SMOKE if not a.startswith(("pretrain.steps", "pretrain.eval_every"))] + [
         "pretrain.exposures=1", "emergence.mixed_people=24,32", "emergence.mixed_exposures=1",
         "emergence.mixed_exposure_points=1", "emergence.celebrity_exposures=1", "emergence.probe_widths=32",
-        "emergence.probe_people=32", "emergence.gbert_exposures=1,2", "emergence.evals=2"]
+        "emergence.probe_people=32", "emergence.probe_exposure_points=1", "emergence.probe_exposure_people=32",
+        "emergence.gbert_exposures=1,2", "emergence.evals=2"]
     r = knowlab("study", "run", "emergence", "--preset", "tiny", "--out", str(out), *toy)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = (out / "report.md").read_text()
@@ -119,7 +129,8 @@ def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
                     "Results 4-5: Q-probing against", "Result 7: GBERT's per-attribute"):
         assert heading in report
     assert report.count("appear") >= 5  # a verdict per axis
-    assert "Control against width: the linear readout at the name reads" in report
+    for axis in ("width", "people", "exposures"):
+        assert f"Control against {axis}: the linear readout at the name reads" in report
     assert (out / "figures" / "emergence-r6.png").is_file() and (out / "figures" / "emergence-r1-people.png").is_file()
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {"emergence-mixed", "emergence-celebrity", "emergence-probing", "emergence-gbert"} <= {r["study"] for r in rows}

@@ -77,7 +77,8 @@ def test_small_is_tiny_with_the_budgets_where_the_sweep_saw_more():
     assert mixed and all("exposures=100" in r.argv for r in mixed)
     _, sweep = _plan("tiny", "emergence", **{"emergence.celebrity_exposures": "[300]", "emergence.probe_widths": "[]",
                                              "emergence.probe_people": "[]", "emergence.mixed_people": "[]",
-                                             "emergence.mixed_exposure_points": "[]", "emergence.gbert_exposures": "[]"})
+                                             "emergence.mixed_exposure_points": "[]", "emergence.gbert_exposures": "[]",
+                                             "emergence.probe_exposure_points": "[]"})
     assert {r.key for r in celebrity} == {r.key for r in sweep if r.kind == "pretrain"}
 
 

@@ -84,6 +84,8 @@ class EmergenceConfig:
     probe_widths: list[int] = field(default_factory=list)  # model width axis (layers as the preset's)
     probe_people: list[int] = field(default_factory=list)  # N axis, at the preset's width
     probe_exposures: float = 0.0  # 0 = the pretrain preset's steps
+    probe_exposure_points: list[float] = field(default_factory=list)  # exposures axis, at probe_exposure_people
+    probe_exposure_people: int = 0  # 0 = data.people
     # Result 7: GBERT (masked LM) on gbert_variant bios, then the study's finetune.
     gbert_exposures: list[float] = field(default_factory=list)
     evals: int = 6  # evaluations along each sweep pretraining, for Figure 1's curves

@@ -8,8 +8,8 @@ carries both tags and is trained once.
 
     Result 1    mixed training, P_test QA against people N (at fixed exposures) and exposures
     Result 6    the minority with and without celebrities against the minority's exposures
-    Results 4-5 Q-probe next to QA accuracy against model width and people N, with the
-                probe-free linear readout (probe/readout.py) as the control
+    Results 4-5 Q-probe next to QA accuracy against model width, people N and exposures, with
+                the probe-free linear readout (probe/readout.py) as the control
     Result 7    GBERT's per-attribute QA accuracy against masked-LM exposures
 """
 
@@ -62,20 +62,24 @@ def celebrity(pl: Planner, seed: int) -> list[Run]:
 
 
 def probing(pl: Planner, seed: int) -> list[Run]:
-    """Results 4-5: Q-probe and QA accuracy of one variant against width and people."""
+    """Results 4-5: Q-probe and QA accuracy of one variant against width, people and exposures."""
     em, rows = pl.cfg.emergence, []
     people = int(pl.cfg.data.get("people", 0))
     layers = _pretrain_layers(pl) if em.probe_widths else 0
-    points: list[tuple[str, int, int, int]] = [("width", w, people, w) for w in em.probe_widths]
-    points += [("people", n, n, 0) for n in em.probe_people]
-    for axis, value, n, width in points:
+    # (axis, value, people, width, exposures); a width or exposures of 0 is the preset's
+    points: list[tuple[str, Any, int, int, Any]] = [("width", w, people, w, em.probe_exposures)
+                                                    for w in em.probe_widths]
+    points += [("people", n, n, 0, em.probe_exposures) for n in em.probe_people]
+    at = em.probe_exposure_people or people
+    points += [("exposures", _num(e), at, 0, e) for e in em.probe_exposure_points]
+    for axis, value, n, width, exposures in points:
         data = pl.data(em.probe_variant, seed, people=n) if n != people else pl.data(em.probe_variant, seed)
         over: dict[str, Any] = {}
         if width:
             over.update({"model.size": "custom", "model.n_layer": layers, "model.n_head": max(1, width // HEAD_DIM),
                          "model.n_embd": width})
-        if em.probe_exposures:
-            over["exposures"] = _num(em.probe_exposures)
+        if exposures:
+            over["exposures"] = _num(exposures)
         name = em.probe_variant if not over and n == people else f"emergence-{em.probe_variant}-w{width or 0}-n{n}"
         model = pl.pretrain(data, name, seed, **over)
         qa = pl._tag(pl.evaluate(pl.finetune(model, data, seed), data), "emergence-qa")
