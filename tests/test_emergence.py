@@ -4,8 +4,10 @@ verdict rule, and a toy-scale run of every sweep end to end."""
 import csv
 import json
 
+import pytest
 from test_study import SMOKE, knowlab
 
+from knowlab.errors import KnowlabError
 from knowlab.report.emergence import Series, trend, verdict
 from knowlab.study.plan import Planner
 from knowlab.study.session import load_study_config
@@ -139,3 +141,8 @@ def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
         if run["kind"] == "pretrain":
             meta = json.loads((out / run["output"][2:] / "run.json").read_text())
             assert min(meta["budget"]["exposures"].values()) >= 1
+
+
+def test_an_exposures_point_of_zero_is_refused_in_one_line():
+    with pytest.raises(KnowlabError, match="probe_exposure_points: each must be above 0"):
+        load_study_config("tiny", {"emergence.probe_exposure_points": "[100, 0]"})

@@ -142,6 +142,10 @@ class StudyConfig:
         for ratio in self.gbert_qa_ratios:
             if not 0.0 < ratio < 1.0:
                 raise KnowlabError(f"gbert_qa_ratios: each must be within (0, 1), got {ratio}")
+        for e in self.emergence.probe_exposure_points:
+            if not e > 0:
+                raise KnowlabError(f"emergence.probe_exposure_points: each must be above 0 (passes over each "
+                                   f"person's bios), got {e}")
         singles = [self.celebrity_variant, self.minority_variant, self.gbert_variant, self.emergence.probe_variant]
         for v in self.augmentation_variants + self.probing_variants + singles:
             parse_spec(v)
