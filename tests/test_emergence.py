@@ -146,3 +146,21 @@ def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
 def test_an_exposures_point_of_zero_is_refused_in_one_line():
     with pytest.raises(KnowlabError, match="probe_exposure_points: each must be above 0"):
         load_study_config("tiny", {"emergence.probe_exposure_points": "[100, 0]"})
+
+
+def test_a_run_planned_again_on_another_axis_keeps_its_earlier_points():
+    """Running the sweep an axis at a time into one folder: the point the axes share stays on both."""
+    from knowlab.study.session import _keep_sweep_points
+
+    people = {"result": "4-5", "axis": "people", "value": 1000}
+    exposures = {"result": "4-5", "axis": "exposures", "value": 200}
+    old = [{"key": "a", "tags": {"emergence": [people]}}, {"key": "b", "tags": {"variant": "single"}}]
+    new = [{"key": "a", "tags": {"emergence": [exposures]}}, {"key": "b", "tags": {"variant": "single"}},
+           {"key": "c", "tags": {"emergence": [people, exposures]}}]
+    _keep_sweep_points(old, new)
+    assert new[0]["tags"]["emergence"] == [people, exposures]
+    assert "emergence" not in new[1]["tags"]
+    assert new[2]["tags"]["emergence"] == [people, exposures]
+    again = [{"key": "a", "tags": {"emergence": [people]}}]
+    _keep_sweep_points(new, again)  # a point already there is not repeated
+    assert again[0]["tags"]["emergence"] == [people, exposures]

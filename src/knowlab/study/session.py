@@ -58,6 +58,18 @@ def _plan_dict(study: str, preset: str, seeds: list[int], runs: list[Run], comma
     }
 
 
+def _keep_sweep_points(old_runs: list[dict], new_runs: list[dict]) -> None:
+    """A run planned again keeps the emergence points an earlier plan gave it: a sweep run an
+    axis at a time shares a run between axes (the people axis's point at the exposures axis's
+    budget), and the report must still find it on both."""
+    earlier = {r["key"]: r.get("tags", {}).get("emergence", []) for r in old_runs}
+    for run in new_runs:
+        points = run["tags"].get("emergence")
+        before = earlier.get(run["key"], [])
+        if points is not None or before:
+            run["tags"] = {**run["tags"], "emergence": [*before, *[p for p in points or [] if p not in before]]}
+
+
 def _data_stats(data: Run, root: Path, cache: dict) -> tuple[dict, bool]:
     """(bio stats per group, exact?) of a data run: read when generated, else from a sample."""
     from knowlab.data.dataset import Dataset
@@ -151,6 +163,7 @@ def run_study(study: str, preset: str, out: Path, seeds: list[int], extra: dict[
     if previous.is_file():  # keep runs of earlier studies in this folder in the report
         old = json.loads(previous.read_text())
         keys = {r["key"] for r in plan["runs"]}
+        _keep_sweep_points(old.get("runs", []), plan["runs"])
         plan["runs"] = [r for r in old.get("runs", []) if r["key"] not in keys] + plan["runs"]
         # the report names every command whose runs it shows, not only the last one
         earlier = {k: old[k] for k in ("study", "command", "seeds", "code_version", "finished") if k in old}
