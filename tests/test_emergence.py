@@ -72,6 +72,26 @@ def test_sweep_budgets_are_exposures_and_replace_the_presets_steps():
     assert sorted(_arg(r, "exposures") for r in at_500) == ["100", "200"]
 
 
+def test_the_depth_axis_keeps_the_presets_width_and_shares_its_own_depth():
+    _, rows = _plan({**SWEEP, "emergence.probe_depths": "2,4", "emergence.probe_depth_people": "500"})
+    probes = [r for r in rows if r.kind == "probe-q"]
+    by_depth = {p["value"]: r for r in probes for p in r.tags["emergence"] if p["axis"] == "depth"}
+    assert set(by_depth) == {2, 4}
+    two = by_depth[2].deps[0]
+    assert (_arg(two, "model.n_layer"), _arg(two, "model.n_head"), _arg(two, "model.n_embd")) == ("2", "4", "128")
+    assert two.name.startswith("emergence-multi5+permute+fullname-d2-n500")
+    # the tiny preset has 4 layers: that point is the people axis's N=500 run, not a retrained twin
+    four = by_depth[4]
+    assert {p["axis"] for p in four.tags["emergence"]} == {"depth", "people", "exposures"}
+    assert _arg(four.deps[0], "model.n_layer") is None
+    assert len({r.deps[0].key for r in probes}) == 6
+
+
+def test_a_depth_of_zero_is_refused_in_one_line():
+    with pytest.raises(KnowlabError, match="probe_depths: each must be a number of layers"):
+        load_study_config("tiny", {"emergence.probe_depths": "[2, 0]"})
+
+
 def test_the_celebrity_point_at_the_command_lines_budget_is_the_same_run():
     """`study run celebrity pretrain.exposures=300` and the emergence point at 300 share runs."""
     extra = {"pretrain.exposures": "300"}
@@ -123,7 +143,8 @@ def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
         "pretrain.exposures=1", "emergence.mixed_people=24,32", "emergence.mixed_exposures=1",
         "emergence.mixed_exposure_points=1", "emergence.celebrity_exposures=1", "emergence.probe_widths=32",
         "emergence.probe_people=32", "emergence.probe_exposure_points=1", "emergence.probe_exposure_people=32",
-        "emergence.gbert_exposures=1,2", "emergence.evals=2"]
+        "emergence.probe_depths=1,4", "emergence.probe_depth_people=32", "emergence.gbert_exposures=1,2",
+        "emergence.evals=2"]
     r = knowlab("study", "run", "emergence", "--preset", "tiny", "--out", str(out), *toy)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = (out / "report.md").read_text()
@@ -131,7 +152,7 @@ def test_emergence_runs_end_to_end_at_toy_scale(tmp_path):
                     "Results 4-5: Q-probing against", "Result 7: GBERT's per-attribute"):
         assert heading in report
     assert report.count("appear") >= 5  # a verdict per axis
-    for axis in ("width", "people", "exposures"):
+    for axis in ("width", "depth", "people", "exposures"):
         assert f"Control against {axis}: the linear readout at the name reads" in report
     assert (out / "figures" / "emergence-r6.png").is_file() and (out / "figures" / "emergence-r1-people.png").is_file()
     rows = list(csv.DictReader((out / "results.csv").open()))

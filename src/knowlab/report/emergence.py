@@ -203,14 +203,14 @@ class EmergenceSection:
         readout_points = _tagged(self.runs, "emergence-readout", "4-5")
         if not probe_points:
             return
-        self.md += ["### Results 4-5: Q-probing against QA accuracy, by width, people and exposures",
+        self.md += ["### Results 4-5: Q-probing against QA accuracy, by width, depth, people and exposures",
                     "The Q-probe reads each attribute from the hidden state at the end of the bare name; "
                     "it should track the model's QA accuracy after finetuning (Figure 7). Probe: mean over "
                     "its tasks on P_test (with its majority baseline), and on the people it was trained on; QA: "
                     "P_test exact match. The control has no trainable part in the model: a logistic "
                     "regression on the frozen last layer at the name's last token (`knowlab probe readout`), "
                     "with its majority baseline.", ""]
-        for axis in ("width", "people", "exposures"):
+        for axis in ("width", "depth", "people", "exposures"):
             qa, probe = _fill(self.runs, Series("QA P_test"), qa_points, axis), Series("Q-probe mean")
             probe_train, probe_base = Series("Q-probe, its training people"), Series("Q-probe baseline")
             readout, base = Series("linear readout"), Series("readout baseline")

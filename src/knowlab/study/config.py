@@ -86,6 +86,8 @@ class EmergenceConfig:
     probe_exposures: float = 0.0  # 0 = the pretrain preset's steps
     probe_exposure_points: list[float] = field(default_factory=list)  # exposures axis, at probe_exposure_people
     probe_exposure_people: int = 0  # 0 = data.people
+    probe_depths: list[int] = field(default_factory=list)  # layers axis (heads, width as the preset's), at:
+    probe_depth_people: int = 0  # 0 = data.people
     # Result 7: GBERT (masked LM) on gbert_variant bios, then the study's finetune.
     gbert_exposures: list[float] = field(default_factory=list)
     evals: int = 6  # evaluations along each sweep pretraining, for Figure 1's curves
@@ -146,6 +148,9 @@ class StudyConfig:
             if not e > 0:
                 raise KnowlabError(f"emergence.probe_exposure_points: each must be above 0 (passes over each "
                                    f"person's bios), got {e}")
+        for d in self.emergence.probe_depths:
+            if not d >= 1:
+                raise KnowlabError(f"emergence.probe_depths: each must be a number of layers, 1 or more, got {d}")
         singles = [self.celebrity_variant, self.minority_variant, self.gbert_variant, self.emergence.probe_variant]
         for v in self.augmentation_variants + self.probing_variants + singles:
             parse_spec(v)

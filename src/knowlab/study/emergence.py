@@ -8,7 +8,7 @@ carries both tags and is trained once.
 
     Result 1    mixed training, P_test QA against people N (at fixed exposures) and exposures
     Result 6    the minority with and without celebrities against the minority's exposures
-    Results 4-5 Q-probe next to QA accuracy against model width, people N and exposures, with
+    Results 4-5 Q-probe next to QA accuracy against model width, depth, people N and exposures, with
                 the probe-free linear readout (probe/readout.py) as the control
     Result 7    GBERT's per-attribute QA accuracy against masked-LM exposures
 """
@@ -32,10 +32,11 @@ def _point(run: Run, result: str, axis: str, value: Any) -> Run:
     return run
 
 
-def _pretrain_layers(pl: Planner) -> int:
+def _pretrain_shape(pl: Planner) -> tuple[int, int, int]:
+    """(layers, heads, width) of the study's pretrain preset."""
     from knowlab.train.cli import load_pretrain_config
 
-    return load_pretrain_config(pl.cfg.pretrain_preset).model.shape()[0]
+    return load_pretrain_config(pl.cfg.pretrain_preset).model.shape()
 
 
 def mixed(pl: Planner, seed: int) -> list[Run]:
@@ -62,29 +63,35 @@ def celebrity(pl: Planner, seed: int) -> list[Run]:
 
 
 def probing(pl: Planner, seed: int) -> list[Run]:
-    """Results 4-5: Q-probe and QA accuracy of one variant against width, people and exposures."""
+    """Results 4-5: Q-probe and QA accuracy of one variant against width, depth, people and exposures."""
     em, rows = pl.cfg.emergence, []
     people = int(pl.cfg.data.get("people", 0))
-    layers = _pretrain_layers(pl) if em.probe_widths else 0
-    # (axis, value, people, width, exposures); a width or exposures of 0 is the preset's
-    points: list[tuple[str, Any, int, int, Any]] = [("width", w, people, w, em.probe_exposures)
-                                                    for w in em.probe_widths]
-    points += [("people", n, n, 0, em.probe_exposures) for n in em.probe_people]
+    layers, heads, width = _pretrain_shape(pl) if em.probe_widths or em.probe_depths else (0, 0, 0)
+
+    def custom(n_layer: int, n_head: int, n_embd: int) -> dict[str, Any]:
+        return {"model.size": "custom", "model.n_layer": n_layer, "model.n_head": n_head, "model.n_embd": n_embd}
+
+    # (axis, value, people, model overrides, exposures, run name); exposures of 0 is the preset's
+    points: list[tuple[str, Any, int, dict, Any, str]] = [
+        ("width", w, people, custom(layers, max(1, w // HEAD_DIM), w), em.probe_exposures, f"w{w}-n{people}")
+        for w in em.probe_widths]
+    points += [("people", n, n, {}, em.probe_exposures, f"w0-n{n}") for n in em.probe_people]
     at = em.probe_exposure_people or people
-    points += [("exposures", _num(e), at, 0, e) for e in em.probe_exposure_points]
-    for axis, value, n, width, exposures in points:
+    points += [("exposures", _num(e), at, {}, e, f"w0-n{at}") for e in em.probe_exposure_points]
+    # The preset's own depth keeps the preset's model, so that point is the people axis's run.
+    at = em.probe_depth_people or people
+    points += [("depth", d, at, custom(d, heads, width) if d != layers else {}, em.probe_exposures,
+                f"d{d}-n{at}" if d != layers else f"w0-n{at}") for d in em.probe_depths]
+    for axis, value, n, model, exposures, label in points:
         data = pl.data(em.probe_variant, seed, people=n) if n != people else pl.data(em.probe_variant, seed)
-        over: dict[str, Any] = {}
-        if width:
-            over.update({"model.size": "custom", "model.n_layer": layers, "model.n_head": max(1, width // HEAD_DIM),
-                         "model.n_embd": width})
+        over: dict[str, Any] = dict(model)
         if exposures:
             over["exposures"] = _num(exposures)
-        name = em.probe_variant if not over and n == people else f"emergence-{em.probe_variant}-w{width or 0}-n{n}"
-        model = pl.pretrain(data, name, seed, **over)
-        qa = pl._tag(pl.evaluate(pl.finetune(model, data, seed), data), "emergence-qa")
-        probe = pl._tag(pl.probe("q", model, data), "emergence-probe-q")
-        readout = pl._tag(pl.readout(model, data), "emergence-readout")
+        name = em.probe_variant if not over and n == people else f"emergence-{em.probe_variant}-{label}"
+        model_run = pl.pretrain(data, name, seed, **over)
+        qa = pl._tag(pl.evaluate(pl.finetune(model_run, data, seed), data), "emergence-qa")
+        probe = pl._tag(pl.probe("q", model_run, data), "emergence-probe-q")
+        readout = pl._tag(pl.readout(model_run, data), "emergence-readout")
         rows += [_point(run, "4-5", axis, value) for run in (qa, probe, readout)]
     return rows
 
