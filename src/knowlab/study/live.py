@@ -40,6 +40,8 @@ class LiveTable:
         print(line, flush=True)
 
     def render(self) -> str:
+        if not self.lines:  # every evaluation was cached: the report has them, an empty table says nothing
+            return "\nNo evaluation ran this time; the report has every result."
         return "\n".join(["\nQA exact match on P_test (%); BIO = first-token memorisation of P_test bios",
                           self.head, *self.lines])
 
