@@ -16,7 +16,7 @@ SWEEP = {"emergence.mixed_people": "250,500", "emergence.mixed_exposure_points":
          "emergence.mixed_exposures": "100", "emergence.celebrity_exposures": "100,300",
          "emergence.probe_widths": "64,128", "emergence.probe_people": "250,500",
          "emergence.gbert_exposures": "200,400", "emergence.probe_exposure_points": "100,200",
-         "emergence.probe_exposure_people": "500"}
+         "emergence.probe_exposure_people": "500", "emergence.probe_depths": "[]"}
 
 
 def _plan(extra):

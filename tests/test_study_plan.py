@@ -78,7 +78,7 @@ def test_small_is_tiny_with_the_budgets_where_the_sweep_saw_more():
     _, sweep = _plan("tiny", "emergence", **{"emergence.celebrity_exposures": "[300]", "emergence.probe_widths": "[]",
                                              "emergence.probe_people": "[]", "emergence.mixed_people": "[]",
                                              "emergence.mixed_exposure_points": "[]", "emergence.gbert_exposures": "[]",
-                                             "emergence.probe_exposure_points": "[]"})
+                                             "emergence.probe_exposure_points": "[]", "emergence.probe_depths": "[]"})
     assert {r.key for r in celebrity} == {r.key for r in sweep if r.kind == "pretrain"}
 
 
