@@ -78,10 +78,12 @@ def probing(pl: Planner, seed: int) -> list[Run]:
     points += [("people", n, n, {}, em.probe_exposures, f"w0-n{n}") for n in em.probe_people]
     at = em.probe_exposure_people or people
     points += [("exposures", _num(e), at, {}, e, f"w0-n{at}") for e in em.probe_exposure_points]
-    # The preset's own depth keeps the preset's model: at the same N it is the people axis's run.
-    at = em.probe_depth_people or people
-    points += [("depth", d, at, custom(d, heads, width) if d != layers else {}, em.probe_exposures,
-                f"d{d}-n{at}" if d != layers else f"w0-n{at}") for d in em.probe_depths]
+    depth_at = em.probe_depth_people or people
+    for d in em.probe_depths:
+        if d == layers:  # the preset's own model: at the same N, the people axis's run
+            points.append(("depth", d, depth_at, {}, em.probe_exposures, f"w0-n{depth_at}"))
+        else:
+            points.append(("depth", d, depth_at, custom(d, heads, width), em.probe_exposures, f"d{d}-n{depth_at}"))
     for axis, value, n, model, exposures, label in points:
         data = pl.data(em.probe_variant, seed, people=n) if n != people else pl.data(em.probe_variant, seed)
         over: dict[str, Any] = dict(model)
