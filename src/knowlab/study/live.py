@@ -1,4 +1,5 @@
-"""The table a study prints while it runs: one line per finished run, a row per evaluation."""
+"""What a study prints while it runs: a line per run started or finished, a progress line per
+running run every few minutes, and a table row per evaluation."""
 
 from __future__ import annotations
 
@@ -39,11 +40,64 @@ class LiveTable:
             print(self.head)
         print(line, flush=True)
 
+    def tick(self, run: Run, seconds: float) -> None:
+        print(progress_line(run, self.root, seconds), flush=True)
+
     def render(self) -> str:
         if not self.lines:  # every evaluation was cached: the report has them, an empty table says nothing
             return "\nNo evaluation ran this time; the report has every result."
         return "\n".join(["\nQA exact match on P_test (%); BIO = first-token memorisation of P_test bios",
                           self.head, *self.lines])
+
+
+def progress_line(run: Run, root: Path, seconds: float) -> str:
+    """How far a running run has got, read from the metrics.jsonl its process appends to, so a
+    study whose output goes to a file still shows, during an hour-long pretraining, that it
+    moves and when it should end."""
+    out = run.path(root)
+    head = f"  ... {run.kind:9s} {run.name}: {seconds / 60:.1f} min"
+    # a finetune keeps its metrics in the partial folder until it is whole (train/finetune_loop.py)
+    last = _last_step(out / "metrics.jsonl") or _last_step(out.with_name(f".{out.name}.partial") / "metrics.jsonl")
+    if last is None:
+        return head
+    step, total = int(last["step"]), _total_steps(run, out)
+    line = f"{head}, step {step:,}" + (f" of {total:,} ({100 * step / total:.0f}%)" if total else "")
+    if last.get("tokens_per_s"):
+        line += f", {last['tokens_per_s']:,.0f} tokens/s"
+    if total and 0 < step < total and last.get("elapsed"):
+        # elapsed counts from the run's first step, across resumes, so it matches step
+        line += f", about {last['elapsed'] * (total - step) / step / 60:.0f} min left"
+    return line
+
+
+def _last_step(metrics: Path) -> dict | None:
+    """The last training row of a metrics.jsonl (evaluation rows carry no loss)."""
+    try:
+        with open(metrics, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - 8192))
+            lines = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for text in reversed(lines):
+        try:
+            row = json.loads(text)
+        except ValueError:  # the first line of the window may be cut, or the last half-written
+            continue
+        if isinstance(row, dict) and "loss" in row and "step" in row:
+            return row
+    return None
+
+
+def _total_steps(run: Run, out: Path) -> int | None:
+    """A pretraining's steps are resolved from exposures at its start (its run.json has them);
+    other runs carry them in their stage config."""
+    try:
+        meta = json.loads((out / "run.json").read_text())
+        steps = meta.get("budget", {}).get("steps") or meta.get("config", {}).get("steps")
+    except (OSError, ValueError, AttributeError):
+        steps = None
+    steps = steps or getattr(run.config, "steps", None)
+    return steps if isinstance(steps, int) and steps > 0 else None
 
 
 def _tasks_line(root: Path, run: Run) -> str:

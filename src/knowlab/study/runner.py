@@ -102,8 +102,11 @@ def execute(
     threads: int = 0,
     on_done: Callable[[Run, float], None] | None = None,
     log: Callable[[str], None] = print,
+    on_tick: Callable[[Run, float], None] | None = None,
+    tick_every: float = 300.0,
 ) -> None:
-    """Run everything not yet done, dependencies first, at most `parallel` processes at once."""
+    """Run everything not yet done, dependencies first, at most `parallel` processes at once.
+    `on_tick(run, seconds)` is called for each running run every `tick_every` seconds."""
     threads = threads or max(1, (os.cpu_count() or 1) // parallel)
     pending = to_run(runs, root)
     skipped = len(runs) - len(pending)
@@ -111,6 +114,7 @@ def execute(
         log(f"{skipped} of {len(runs)} runs already finished (cached)")
     running: dict[str, tuple[Run, subprocess.Popen, float, object, object]] = {}
     done = {r.key for r in runs} - {r.key for r in pending}
+    ticked: dict[str, float] = {}  # when on_tick last reported each running run
     # `kill PID` of the study must stop its runs too (the finally below), not leave them running.
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
@@ -118,6 +122,9 @@ def execute(
             for key, (run, proc, start, fh, lock) in list(running.items()):
                 code = proc.poll()
                 if code is None:
+                    if on_tick and time.time() - ticked.get(key, start) >= tick_every:
+                        ticked[key] = time.time()
+                        on_tick(run, ticked[key] - start)
                     continue
                 fh.close()
                 lock.close()

@@ -176,7 +176,8 @@ def run_study(study: str, preset: str, out: Path, seeds: list[int], extra: dict[
     table = LiveTable(root, rows)
     started = time.time()
     print(f"study {study}, preset {preset}, seeds {seeds}: {len(runs)} runs in {root}")
-    execute(runs, root, parallel=parallel or cfg.parallel, threads=cfg.threads_per_run, on_done=table.update)
+    execute(runs, root, parallel=parallel or cfg.parallel, threads=cfg.threads_per_run, on_done=table.update,
+            on_tick=table.tick)
     plan["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     plan["seconds"] = round(time.time() - started, 1)
     write_json_atomic(previous, plan)
