@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # knowlab's GPU path, measured in one prepared run: training throughput and MFU against HF
 # Trainer, QA evaluation speed against HF generate, and the gpu-quick science rows (augmentation,
-# then mixed training at 10,000 and 30,000 people in the time left). scripts/gpu_check.py says
+# its model's Q-probe and readout, then mixed training at 10,000 and 30,000 people in the time
+# left). scripts/gpu_check.py says
 # what each step measures; docs/gpu.md how to read the results.
 #
 # By hand, nothing, except where a package knowlab needs is missing on the GPU machine (today none

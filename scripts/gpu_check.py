@@ -11,6 +11,10 @@ Steps, in order, each in a process of its own with its own time budget:
                  model, and the time that implies for the paper's 300,000 P_test QAs. Goal <= 60 s.
   augmentation   `knowlab study run augmentation --preset gpu-quick`, rows single and
                  multi5+permute+fullname (10,000 people), beside the calibration numbers.
+  probing        Results 4-5 at that scale: the Q-probe (`knowlab probe q --preset gpu-quick`) and
+                 the probe-free readout (`knowlab probe readout`) of the augmentation step's
+                 multi5+permute+fullname model, next to its QA test accuracy. On a CPU they stay
+                 far below QA at every scale tried (docs/emergence.md); here is the next scale.
   mixed          in the time left: mixed training (`study run mixed --preset gpu-quick`) at 10,000
                  and 30,000 people side by side (Result 1 against the population size).
 
@@ -68,6 +72,7 @@ STEPS = (
     Step("train-hf", "a. pretraining throughput, HF Trainer baseline", 45, 300),
     Step("eval", "b. QA evaluation speed", 50, 300),
     Step("augmentation", "c. augmentation study, gpu-quick (single, multi5+permute+fullname)", 280, 900),
+    Step("probing", "d. Results 4-5: Q-probe and readout of the multi5+permute+fullname model", 90, 600),
     Step("mixed", "c. mixed training at 10,000 and 30,000 people (time left)", 10_000, 900),
 )
 
@@ -230,7 +235,7 @@ def study_argv(study: str, folder: Path, smoke: bool, extra: list[str], parallel
 
 
 def run_studies(work: Path, jobs: dict[str, list[str]]) -> None:
-    """Run `knowlab study run` commands side by side, each logging to WORK/<name>.log."""
+    """Run knowlab commands (studies, probes) side by side, each logging to WORK/<name>.log."""
     procs = []
     for name, argv in jobs.items():
         log = open(work / f"{name}.log", "w")
@@ -253,6 +258,36 @@ def child_augmentation(work: Path, smoke: bool) -> None:
     run_studies(work, {"study-aug": argv})
 
 
+PROBED = "multi5+permute+fullname"
+
+
+def study_model(folder: Path, variant: str) -> tuple[Path, Path] | None:
+    """(model folder, dataset folder) of a study's finished pretraining of `variant`."""
+    plan = read_json(folder / "study.json") or {}
+    for r in plan.get("runs", []):
+        out = folder / r["output"][2:]
+        if r["kind"] == "pretrain" and r["tags"].get("variant") == variant and \
+                out.with_name(out.name + ".done.json").is_file():
+            data = r["argv"][r["argv"].index("--data") + 1]
+            return out, folder / data[2:]
+    return None
+
+
+def child_probing(work: Path, smoke: bool) -> None:
+    found = study_model(work / "study-aug", PROBED)
+    if found is None:
+        raise SystemExit(f"no finished {PROBED} pretraining in {work / 'study-aug'}: the augmentation step must run first")
+    model, data = found
+    cli = [sys.executable, "-m", "knowlab.cli", "probe"]
+    toy = ["steps=5", "max_train_eval=8"] if smoke else []
+    jobs = {"probe-q": [*cli, "q", str(model), "--data", str(data), "--out", str(work / "probe-q"),
+                        "--preset", "tiny" if smoke else "gpu-quick", "--no-progress", *toy],
+            # CPU threads: the readout runs its frozen forwards on the CPU beside the probe's GPU work
+            "probe-readout": [*cli, "readout", str(model), "--data", str(data), "--out", str(work / "probe-readout"),
+                              "--threads", "1" if smoke else str(max(1, (os.cpu_count() or 2) - 2))]}
+    run_studies(work, jobs)
+
+
 def mixed_points(smoke: bool) -> dict[str, int]:
     return {"study-mixed-a": 40, "study-mixed-b": 80} if smoke else {"study-mixed-a": 10_000, "study-mixed-b": 30_000}
 
@@ -269,7 +304,7 @@ def child_mixed(work: Path, smoke: bool) -> None:
 
 CHILDREN: dict[str, Callable[[Path, bool], None]] = {
     "train-knowlab": child_train_knowlab, "train-hf": child_train_hf, "eval": child_eval,
-    "augmentation": child_augmentation, "mixed": child_mixed,
+    "augmentation": child_augmentation, "probing": child_probing, "mixed": child_mixed,
 }
 
 
@@ -383,6 +418,29 @@ def collect_augmentation(work: Path, summary: dict) -> dict:
     return {"rows": rows, **study} if study else {}
 
 
+def collect_probing(work: Path, summary: dict) -> dict:
+    """Mean accuracy (%) over the six one-class-per-value tasks, with the majority baseline, and
+    the QA test accuracy of the same model from the augmentation step."""
+    from knowlab.report.emergence import last_layer_mean
+    from knowlab.report.verdicts import MAIN_TASKS
+
+    res: dict[str, Any] = {"variant": PROBED}
+    rows = summary["steps"].get("augmentation", {}).get("result", {}).get("rows", {})
+    if rows.get(PROBED, {}).get("qa_test") is not None:
+        res["qa_test"] = round(100 * rows[PROBED]["qa_test"], 1)
+    q = read_json(work / "probe-q" / "q_probe.json")
+    if q:
+        tasks = [t for t in MAIN_TASKS if t in q["accuracy"]]
+        res["q_probe"] = round(100 * sum(q["accuracy"][t] for t in tasks) / len(tasks), 1)
+        res["q_probe_baseline"] = round(100 * sum(q["baseline"][t] for t in tasks) / len(tasks), 1)
+        res["q_probe_by_task"] = {t: round(100 * q["accuracy"][t], 1) for t in tasks}
+    readout = read_json(work / "probe-readout" / "readout.json")
+    if readout:
+        acc, base = last_layer_mean(readout)
+        res.update(readout_name_last_layer=round(acc, 1), readout_baseline=round(base, 1))
+    return res
+
+
 def collect_mixed(work: Path, summary: dict) -> dict:
     smoke = summary.get("smoke", False)
     points = {}
@@ -400,7 +458,7 @@ def collect_mixed(work: Path, summary: dict) -> dict:
 
 COLLECT: dict[str, Callable[[Path, dict], dict]] = {
     "train-knowlab": collect_train_knowlab, "train-hf": collect_train_hf, "eval": collect_eval,
-    "augmentation": collect_augmentation, "mixed": collect_mixed,
+    "augmentation": collect_augmentation, "probing": collect_probing, "mixed": collect_mixed,
 }
 
 
@@ -431,6 +489,10 @@ def headline(name: str, res: dict, smoke: bool) -> tuple[str, str]:
         cells = [f"{v}: {pct(r.get('qa_test'))} (calib. {pct(r.get('calibration_qa_test'))})"
                  for v, r in res.get("rows", {}).items()]
         return ("; ".join(cells) or "-", "near 3.4% / 94.2% (H100 calibration)")
+    if name == "probing":
+        return (f"Q-probe {num(res.get('q_probe'), '.1f')}% (baseline {num(res.get('q_probe_baseline'), '.1f')}%), "
+                f"readout {num(res.get('readout_name_last_layer'), '.1f')}%, QA {num(res.get('qa_test'), '.1f')}%",
+                "Result 5: Q-probe within 15 points of QA")
     if name == "mixed":
         cells = []
         for people, p in res.get("points", {}).items():

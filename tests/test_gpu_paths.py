@@ -277,6 +277,8 @@ def test_gpu_check_throughput_and_mfu_arithmetic(tmp_path):
     (work / "eval.json").write_text(json.dumps({"knowlab_answers_per_s": 6000.0}))
     assert gc.collect_eval(work, summary)["paper_test_s"] == 50.0
     assert gc.collect_augmentation(work, summary) == {}  # nothing ran yet: no rows, no crash
+    assert gc.collect_probing(work, summary) == {"variant": "multi5+permute+fullname"}
+    assert gc.study_model(work / "study-aug", "multi5+permute+fullname") is None
 
 
 def test_gpu_check_cuts_a_step_at_its_budget_and_keeps_the_summary(tmp_path):
@@ -311,7 +313,7 @@ def test_gpu_check_smoke_runs_every_step(tmp_path):
     summary = json.loads((out / "gpu-check.json").read_text())
     assert summary["finished"] and summary["smoke"]
     steps = summary["steps"]
-    assert list(steps) == ["train-knowlab", "train-hf", "eval", "augmentation", "mixed"]
+    assert list(steps) == ["train-knowlab", "train-hf", "eval", "augmentation", "probing", "mixed"]
     assert {name: s["status"] for name, s in steps.items()} == dict.fromkeys(steps, "ok")
 
     train = steps["train-knowlab"]["result"]
@@ -324,6 +326,11 @@ def test_gpu_check_smoke_runs_every_step(tmp_path):
     assert rows["multi5+permute+fullname"]["calibration_qa_test"] == 0.942
     for row in rows.values():
         assert 0.0 <= row["qa_test"] <= 1.0 and 0.0 <= row["pretrained_only_qa_test"] <= 1.0
+    probed = steps["probing"]["result"]
+    assert probed["variant"] == "multi5+permute+fullname" and len(probed["q_probe_by_task"]) == 6
+    for key in ("q_probe", "q_probe_baseline", "readout_name_last_layer", "readout_baseline", "qa_test"):
+        assert 0.0 <= probed[key] <= 100.0, key
+    assert probed["qa_test"] == round(100 * rows["multi5+permute+fullname"]["qa_test"], 1)
     points = steps["mixed"]["result"]["points"]
     assert set(points) == {"40", "80"}
     for p in points.values():
