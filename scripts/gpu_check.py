@@ -11,7 +11,7 @@ Steps, in order, each in a process of its own with its own time budget:
                  model, and the time that implies for the paper's 300,000 P_test QAs. Goal <= 60 s.
   augmentation   `knowlab study run augmentation --preset gpu-quick`, rows single and
                  multi5+permute+fullname (10,000 people), beside the calibration numbers.
-  probing        Results 4-5 at that scale: the Q-probe (`knowlab probe q --preset gpu-quick`) and
+  probing        Results 4-5 at that scale: the Q-probe (`knowlab probe q --preset gpu-quick steps=3000`) and
                  the probe-free readout (`knowlab probe readout`) of the augmentation step's
                  multi5+permute+fullname model, next to its QA test accuracy. On a CPU they stay
                  far below QA at every scale tried (docs/emergence.md); here is the next scale.
@@ -279,9 +279,11 @@ def child_probing(work: Path, smoke: bool) -> None:
         raise SystemExit(f"no finished {PROBED} pretraining in {work / 'study-aug'}: the augmentation step must run first")
     model, data = found
     cli = [sys.executable, "-m", "knowlab.cli", "probe"]
-    toy = ["steps=5", "max_train_eval=8"] if smoke else []
+    # 3,000 steps of 200 names: the paper's 120 passes over each training person (5,000 here), in
+    # the minute or so the steps before usually leave; the preset's 4,000 may not fit.
+    steps = ["steps=5", "max_train_eval=8"] if smoke else ["steps=3000"]
     jobs = {"probe-q": [*cli, "q", str(model), "--data", str(data), "--out", str(work / "probe-q"),
-                        "--preset", "tiny" if smoke else "gpu-quick", "--no-progress", *toy],
+                        "--preset", "tiny" if smoke else "gpu-quick", "--no-progress", *steps],
             # CPU threads: the readout runs its frozen forwards on the CPU beside the probe's GPU work
             "probe-readout": [*cli, "readout", str(model), "--data", str(data), "--out", str(work / "probe-readout"),
                               "--threads", "1" if smoke else str(max(1, (os.cpu_count() or 2) - 2))]}
