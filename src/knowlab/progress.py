@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-LOG_EVERY_S = 300.0  # a study prints its own progress lines at the same rate (study/live.py)
+LOG_EVERY_S = 300.0  # also how often a study reports each running run (study/runner.py)
 
 
 class _LogLines:

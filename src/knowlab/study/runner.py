@@ -23,6 +23,7 @@ from pathlib import Path
 
 from knowlab.errors import KnowlabError
 from knowlab.io import write_json_atomic
+from knowlab.progress import LOG_EVERY_S
 from knowlab.study.plan import Run
 
 
@@ -103,7 +104,7 @@ def execute(
     on_done: Callable[[Run, float], None] | None = None,
     log: Callable[[str], None] = print,
     on_tick: Callable[[Run, float], None] | None = None,
-    tick_every: float = 300.0,
+    tick_every: float = LOG_EVERY_S,
 ) -> None:
     """Run everything not yet done, dependencies first, at most `parallel` processes at once.
     `on_tick(run, seconds)` is called for each running run every `tick_every` seconds."""
