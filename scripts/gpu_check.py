@@ -72,7 +72,7 @@ STEPS = (
     Step("train-hf", "a. pretraining throughput, HF Trainer baseline", 45, 300),
     Step("eval", "b. QA evaluation speed", 50, 300),
     Step("augmentation", "c. augmentation study, gpu-quick (single, multi5+permute+fullname)", 280, 900),
-    Step("probing", "d. Results 4-5: Q-probe and readout of the multi5+permute+fullname model", 90, 600),
+    Step("probing", "c. Results 4-5: Q-probe and readout of the multi5+permute+fullname model", 90, 600),
     Step("mixed", "c. mixed training at 10,000 and 30,000 people (time left)", 10_000, 900),
 )
 
