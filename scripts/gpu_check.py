@@ -421,10 +421,10 @@ def collect_augmentation(work: Path, summary: dict) -> dict:
 
 
 def collect_probing(work: Path, summary: dict) -> dict:
-    """Mean accuracy (%) over the six one-class-per-value tasks, with the majority baseline, and
-    the QA test accuracy of the same model from the augmentation step."""
+    """The Q-probe's mean P_test accuracy (%) over its tasks with the majority baseline, and the
+    readout at the name's last layer: the emergence report's columns (report/emergence.py), so
+    they sit next to the CPU sweep; and the QA test accuracy of the same model."""
     from knowlab.report.emergence import last_layer_mean
-    from knowlab.report.verdicts import MAIN_TASKS
 
     res: dict[str, Any] = {"variant": PROBED}
     rows = summary["steps"].get("augmentation", {}).get("result", {}).get("rows", {})
@@ -432,10 +432,10 @@ def collect_probing(work: Path, summary: dict) -> dict:
         res["qa_test"] = round(100 * rows[PROBED]["qa_test"], 1)
     q = read_json(work / "probe-q" / "q_probe.json")
     if q:
-        tasks = [t for t in MAIN_TASKS if t in q["accuracy"]]
-        res["q_probe"] = round(100 * sum(q["accuracy"][t] for t in tasks) / len(tasks), 1)
-        res["q_probe_baseline"] = round(100 * sum(q["baseline"][t] for t in tasks) / len(tasks), 1)
-        res["q_probe_by_task"] = {t: round(100 * q["accuracy"][t], 1) for t in tasks}
+        acc, chance = q["accuracy"], q["baseline"]
+        res["q_probe"] = round(100 * sum(acc.values()) / len(acc), 1)
+        res["q_probe_baseline"] = round(100 * sum(chance.values()) / len(chance), 1)
+        res["q_probe_by_task"] = {t: round(100 * a, 1) for t, a in acc.items()}
     readout = read_json(work / "probe-readout" / "readout.json")
     if readout:
         acc, base = last_layer_mean(readout)

@@ -327,7 +327,7 @@ def test_gpu_check_smoke_runs_every_step(tmp_path):
     for row in rows.values():
         assert 0.0 <= row["qa_test"] <= 1.0 and 0.0 <= row["pretrained_only_qa_test"] <= 1.0
     probed = steps["probing"]["result"]
-    assert probed["variant"] == "multi5+permute+fullname" and len(probed["q_probe_by_task"]) == 6
+    assert probed["variant"] == "multi5+permute+fullname" and len(probed["q_probe_by_task"]) == 11
     for key in ("q_probe", "q_probe_baseline", "readout_name_last_layer", "readout_baseline", "qa_test"):
         assert 0.0 <= probed[key] <= 100.0, key
     assert probed["qa_test"] == round(100 * rows["multi5+permute+fullname"]["qa_test"], 1)
