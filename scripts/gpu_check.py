@@ -424,7 +424,7 @@ def collect_probing(work: Path, summary: dict) -> dict:
     """The Q-probe's mean P_test accuracy (%) over its tasks with the majority baseline, and the
     readout at the name's last layer: the emergence report's columns (report/emergence.py), so
     they sit next to the CPU sweep; and the QA test accuracy of the same model."""
-    from knowlab.report.emergence import last_layer_mean
+    from knowlab.report.emergence import last_layer_mean, q_probe_mean
 
     res: dict[str, Any] = {"variant": PROBED}
     rows = summary["steps"].get("augmentation", {}).get("result", {}).get("rows", {})
@@ -432,10 +432,9 @@ def collect_probing(work: Path, summary: dict) -> dict:
         res["qa_test"] = round(100 * rows[PROBED]["qa_test"], 1)
     q = read_json(work / "probe-q" / "q_probe.json")
     if q:
-        acc, chance = q["accuracy"], q["baseline"]
-        res["q_probe"] = round(100 * sum(acc.values()) / len(acc), 1)
-        res["q_probe_baseline"] = round(100 * sum(chance.values()) / len(chance), 1)
-        res["q_probe_by_task"] = {t: round(100 * a, 1) for t, a in acc.items()}
+        res["q_probe"] = round(q_probe_mean(q), 1)
+        res["q_probe_baseline"] = round(q_probe_mean(q, "baseline"), 1)
+        res["q_probe_by_task"] = {t: round(100 * a, 1) for t, a in q["accuracy"].items()}
     readout = read_json(work / "probe-readout" / "readout.json")
     if readout:
         acc, base = last_layer_mean(readout)

@@ -17,7 +17,7 @@ from knowlab.models.presets import ModelConfig, build_model
 from knowlab.train import checkpoint as ckpt
 from knowlab.train.distributed import Dist
 from knowlab.train.finetune import FinetuneConfig, finetune
-from knowlab.train.finetune_loop import partial_dir
+from knowlab.io import partial_dir
 
 ARGS = ["steps=30", "batch_size=8", "log_every=1", "checkpoint_every=5", "keep_last=2", "final_eval=false",
         "threads=1", "lora.r=2", "lora.embedding_r=4", "lora_lr=3e-3", "seed=3"]

@@ -25,6 +25,12 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def partial_dir(out: Path) -> Path:
+    """Where a finetune into `out` keeps its checkpoints and metrics until it is whole
+    (train/finetune_loop.py); a study reads its progress there (study/live.py)."""
+    return out.with_name(f".{out.name}.partial")
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 

@@ -95,6 +95,13 @@ def verdict(what: str, axis: str, series: Series, shows: Callable[[float], bool]
             f"{series.mean(xs[-1]):.1f}{series.unit}, {paper_text}; the trend is {trend(series)}.")
 
 
+def q_probe_mean(result: dict, key: str = "accuracy") -> float:
+    """Mean over all its tasks, in %, of a q_probe.json's `accuracy`, `baseline` or
+    `train_accuracy` (the Q-probe columns of the emergence report and of the GPU check)."""
+    values = result[key]
+    return 100 * sum(values.values()) / len(values)
+
+
 def last_layer_mean(readout: dict, place: str = "name") -> tuple[float, float]:
     """(mean held-out accuracy at the last layer, mean majority baseline), in %, of a readout.json."""
     tasks = readout["tasks"]
@@ -217,12 +224,11 @@ class EmergenceSection:
             for run, ax, x in probe_points:
                 if ax == axis:
                     result = self.runs.read_json(run, "q_probe.json")
-                    probe.add(x, 100 * sum(result["accuracy"].values()) / len(result["accuracy"]))
-                    if chance := result.get("baseline"):
-                        probe_base.add(x, 100 * sum(chance.values()) / len(chance))
-                    train = result.get("train_accuracy") or {}
-                    if train:
-                        probe_train.add(x, 100 * sum(train.values()) / len(train))
+                    probe.add(x, q_probe_mean(result))
+                    if result.get("baseline"):
+                        probe_base.add(x, q_probe_mean(result, "baseline"))
+                    if result.get("train_accuracy"):
+                        probe_train.add(x, q_probe_mean(result, "train_accuracy"))
             for run, ax, x in readout_points:
                 if ax == axis:
                     acc, chance = last_layer_mean(self.runs.read_json(run, "readout.json"))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from knowlab.data.schema import ATTRIBUTES, SHORT
+from knowlab.io import partial_dir
 from knowlab.study.plan import Run
 
 
@@ -56,8 +57,7 @@ def progress_line(run: Run, root: Path, seconds: float) -> str:
     moves and when it should end."""
     out = run.path(root)
     head = f"  ... {run.kind:9s} {run.name}: {seconds / 60:.1f} min"
-    # a finetune keeps its metrics in the partial folder until it is whole (train/finetune_loop.py)
-    last = _last_step(out / "metrics.jsonl") or _last_step(out.with_name(f".{out.name}.partial") / "metrics.jsonl")
+    last = _last_step(out / "metrics.jsonl") or _last_step(partial_dir(out) / "metrics.jsonl")
     if last is None:
         return head
     step, total = int(last["step"]), _total_steps(run, out)

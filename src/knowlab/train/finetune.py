@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from knowlab.config import to_dict
 from knowlab.data.dataset import Dataset
 from knowlab.errors import KnowlabError
-from knowlab.io import atomic_dir, run_metadata, write_json_atomic, write_text_atomic
+from knowlab.io import atomic_dir, partial_dir, run_metadata, write_json_atomic, write_text_atomic
 from knowlab.models.runtime import is_bidirectional, load_model, pad_id, pick_device, resolve_model_dir
-from knowlab.train.finetune_loop import NON_RESULT_KEYS, Batches, Loop, partial_dir, resume_point
+from knowlab.train.finetune_loop import NON_RESULT_KEYS, Batches, Loop, resume_point
 from knowlab.train.lora import LoraSettings, apply_lora, merge
 from knowlab.train.mlm import mask_answers, masked_answer_loss
 from knowlab.train.optim import OptimConfig, build_optimizer, build_scheduler

@@ -35,10 +35,6 @@ NON_RESULT_KEYS = ("device", "threads", "log_every", "eval_every", "eval_people"
                    "final_eval_people", "beams", "checkpoint_every", "keep_last")
 
 
-def partial_dir(out: Path) -> Path:
-    return out.with_name(f".{out.name}.partial")
-
-
 class Batches:
     """Endless index batches: each epoch a fresh permutation, drawn without replacement. Its
     state (generator and the rest of the current epoch) goes into checkpoints."""
